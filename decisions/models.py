@@ -1,0 +1,91 @@
+"""Trading configuration edited in the admin, and the journal of every decision."""
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from analytics.models import Snapshot
+from market.models import Instrument, Timeframe
+
+
+class Mode(models.TextChoices):
+    SAFE = "SAFE", "SAFE: analyse and log only"
+    HYBRID = "HYBRID", "HYBRID: orders wait for approval"
+    ON = "ON", "ON: execute"
+
+
+class Action(models.TextChoices):
+    LONG = "LONG"
+    SHORT = "SHORT"
+    FLAT = "FLAT"
+
+
+class TradingConfig(models.Model):
+    """The single row of settings a trader changes while the bot runs."""
+
+    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.SAFE)
+    paused = models.BooleanField(default=False, help_text="stop opening new positions; exits still run")
+    decision_timeframe = models.CharField(max_length=4, choices=Timeframe.choices, default=Timeframe.M5)
+    history_bars = models.PositiveIntegerField(default=300, validators=[MinValueValidator(50)])
+    atr_period = models.PositiveSmallIntegerField(default=14, validators=[MinValueValidator(2)])
+    pivot_length = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    momentum_period = models.PositiveSmallIntegerField(default=12, validators=[MinValueValidator(2)])
+    sl_atr_multiple = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("1.5"),
+                                          validators=[MinValueValidator(Decimal("0.1"))])
+    tp_atr_multiple = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("3.0"),
+                                          validators=[MinValueValidator(Decimal("0.1"))])
+    risk_per_trade_fraction = models.DecimalField(
+        max_digits=6, decimal_places=5, default=Decimal("0.005"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.05"))],
+        help_text="share of equity lost if the stop is hit (0.005 = 0.5%)",
+    )
+    daily_loss_limit_fraction = models.DecimalField(
+        max_digits=6, decimal_places=5, default=Decimal("0.02"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("0.5"))],
+        help_text="stop opening trades after losing this share of the day's starting equity",
+    )
+    taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
+    slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "trading configuration"
+
+    def __str__(self):
+        return f"mode {self.mode}{' (paused)' if self.paused else ''}"
+
+
+class Decision(models.Model):
+    """One evaluation cycle's outcome, kept for FLAT and blocked cycles too."""
+
+    class Outcome(models.TextChoices):
+        EXECUTED = "executed"
+        FLAT = "flat", "no signal"
+        BLOCKED = "blocked", "blocked by a risk gate"
+        LOGGED = "logged", "logged only (SAFE mode)"
+        PAUSED = "paused"
+        SKIPPED = "skipped", "skipped (position already open or size zero)"
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="decisions")
+    timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
+    as_of = models.DateTimeField()
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=5, choices=Action.choices)
+    mode = models.CharField(max_length=6, choices=Mode.choices)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    entry_price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    stop_price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    target_price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    quantity = models.DecimalField(max_digits=32, decimal_places=10, null=True, blank=True)
+    reason = models.CharField(max_length=255)
+    rationale = models.JSONField(default=list, help_text="each input that drove the decision")
+    gates = models.JSONField(default=list, help_text="each risk gate's verdict")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instrument", "timeframe", "as_of"], name="uniq_decision")]
+        ordering = ["-as_of"]
+        get_latest_by = "as_of"
+
+    def __str__(self):
+        return f"{self.instrument} {self.action} @ {self.as_of:%Y-%m-%d %H:%M} ({self.outcome})"

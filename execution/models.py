@@ -1,0 +1,147 @@
+"""Accounts, orders, fills, positions and the equity curve."""
+from django.db import models
+
+from decisions.models import Decision
+from market.models import Instrument
+
+MONEY = dict(max_digits=28, decimal_places=10)
+
+
+class Account(models.Model):
+    """A trading account at one broker; `balance_usdt` is realised wallet balance."""
+
+    class Broker(models.TextChoices):
+        PAPER = "paper"
+        TESTNET = "testnet"
+        LIVE = "live"
+
+    name = models.CharField(max_length=32, unique=True)
+    broker = models.CharField(max_length=8, choices=Broker.choices, default=Broker.PAPER)
+    starting_balance_usdt = models.DecimalField(**MONEY)
+    balance_usdt = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.broker})"
+
+
+class Side(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Order(models.Model):
+    """An order as the OMS knows it; client_order_id is deterministic and never reused."""
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        SUBMITTED = "submitted"
+        ACCEPTED = "accepted"
+        PARTIALLY_FILLED = "partially_filled"
+        FILLED = "filled"
+        CANCELED = "canceled"
+        REJECTED = "rejected"
+
+    class Type(models.TextChoices):
+        MARKET = "market"
+        LIMIT = "limit"
+        STOP_MARKET = "stop_market"
+        TAKE_PROFIT_MARKET = "take_profit_market"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    decision = models.ForeignKey(Decision, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    client_order_id = models.CharField(max_length=36, unique=True)
+    intent_id = models.CharField(max_length=32)
+    leg = models.CharField(max_length=8, help_text="entry, sl, tp1, exit ...")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=20, choices=Type.choices)
+    quantity = models.DecimalField(**MONEY)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    trigger_price = models.DecimalField(**MONEY, null=True, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    filled_quantity = models.DecimalField(**MONEY, default=0)
+    average_price = models.DecimalField(**MONEY, null=True, blank=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    reject_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["intent_id", "leg"], name="uniq_order_intent_leg")]
+        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["instrument", "created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.status}"
+
+
+class Fill(models.Model):
+    """One execution of an order; fees in USDT."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=64, unique=True)
+    ts = models.DateTimeField()
+    price = models.DecimalField(**MONEY)
+    quantity = models.DecimalField(**MONEY)
+    fee_usdt = models.DecimalField(**MONEY)
+    liquidity = models.CharField(max_length=5, default="taker")
+
+    class Meta:
+        ordering = ["-ts"]
+
+    def __str__(self):
+        return f"{self.trade_id} {self.quantity}@{self.price}"
+
+
+class Position(models.Model):
+    """A position from entry to exit; at most one open per account and instrument."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        CLOSED = "closed"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="positions")
+    decision = models.ForeignKey(Decision, null=True, blank=True, on_delete=models.SET_NULL)
+    side = models.CharField(max_length=5, help_text="LONG or SHORT")
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    # Equals instrument_id while open and NULL once closed: a unique key that works on
+    # MariaDB, which has no partial unique indexes.
+    open_key = models.BigIntegerField(null=True, blank=True, editable=False)
+    quantity = models.DecimalField(**MONEY)
+    entry_price = models.DecimalField(**MONEY)
+    stop_price = models.DecimalField(**MONEY)
+    target_price = models.DecimalField(**MONEY)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    exit_price = models.DecimalField(**MONEY, null=True, blank=True)
+    exit_reason = models.CharField(max_length=16, blank=True)
+    fees_usdt = models.DecimalField(**MONEY, default=0)
+    realized_pnl_usdt = models.DecimalField(**MONEY, default=0, help_text="after fees")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "open_key"], name="uniq_open_position")]
+        indexes = [models.Index(fields=["account", "status"])]
+        ordering = ["-opened_at"]
+
+    def __str__(self):
+        return f"{self.side} {self.quantity} {self.instrument} ({self.status})"
+
+
+class EquityPoint(models.Model):
+    """Account equity (balance + unrealised PnL) at `ts`."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="equity_points")
+    ts = models.DateTimeField()
+    balance_usdt = models.DecimalField(**MONEY)
+    unrealized_pnl_usdt = models.DecimalField(**MONEY)
+    equity_usdt = models.DecimalField(**MONEY)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "ts"], name="uniq_equity_point")]
+        ordering = ["ts"]
+
+    def __str__(self):
+        return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} {self.equity_usdt}"
