@@ -44,6 +44,11 @@ class TradingConfig(models.Model):
         validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("0.5"))],
         help_text="stop opening trades after losing this share of the day's starting equity",
     )
+    max_leverage = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("3"),
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("20"))],
+        help_text="largest position notional as a multiple of equity",
+    )
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
     updated_at = models.DateTimeField(auto_now=True)

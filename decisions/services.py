@@ -1,0 +1,125 @@
+"""The decision cycle: snapshot -> rule -> risk gates -> sizing -> route by mode -> execution."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from analytics.selectors import bars_load
+from analytics.services import ms_to_datetime, snapshot_record
+from analytics.snapshot import SnapshotParams, build_snapshot, min_bars
+from dashboard.events import broadcast_on_commit
+from decisions.engine.rules import RuleParams, Signal, decide
+from decisions.models import Decision, Mode, TradingConfig
+from decisions.risk.gates import GateResult, check_daily_loss, check_no_open_position, first_block
+from decisions.risk.sizing import SizingInput, round_to_tick, size_position
+from decisions.selectors import trading_config_get
+from execution import services as execution
+from execution.models import Account
+from execution.oms import OrderRejected
+from execution.selectors import day_start_equity, equity_now, position_get_open
+from market.models import Instrument
+
+logger = logging.getLogger(__name__)
+
+
+def snapshot_params(config: TradingConfig) -> SnapshotParams:
+    """Return the frozen snapshot parameters of the admin-edited configuration."""
+    return SnapshotParams(config.atr_period, config.pivot_length, config.momentum_period)
+
+
+def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime) -> list[GateResult]:
+    return [
+        check_daily_loss(day_start_equity(account=account, now=now), equity_now(account=account, now=now),
+                         config.daily_loss_limit_fraction),
+        check_no_open_position(position_get_open(account=account, instrument=instrument) is not None),
+    ]
+
+
+def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quantity) -> tuple[str, str]:
+    """Return (outcome, reason) for a signal after the gates and the mode."""
+    if signal.action == "FLAT":
+        return Decision.Outcome.FLAT, signal.reason
+    blocked = first_block(gates)
+    if blocked is not None:
+        return Decision.Outcome.BLOCKED, f"blocked by {blocked.name}: {blocked.reason}"
+    if config.paused:
+        return Decision.Outcome.PAUSED, f"{signal.reason}; bot paused"
+    if not quantity:
+        return Decision.Outcome.SKIPPED, f"{signal.reason}; size rounds to zero or below min notional"
+    if config.mode != Mode.ON:
+        return Decision.Outcome.LOGGED, f"{signal.reason}; mode {config.mode}, not executed"
+    return Decision.Outcome.EXECUTED, signal.reason
+
+
+def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> Decision | None:
+    """Evaluate the last closed bar of `instrument` once; a repeat for the same bar returns the first."""
+    config = trading_config_get()
+    params = snapshot_params(config)
+    bars = bars_load(instrument=instrument, timeframe=config.decision_timeframe, now=now, count=config.history_bars)
+    if len(bars) < min_bars(params):
+        logger.info("%s: %d bars, need %d; no decision", instrument, len(bars), min_bars(params))
+        return None
+    snapshot = build_snapshot(bars, params)
+    as_of = ms_to_datetime(snapshot.as_of_ms)
+    existing = Decision.objects.filter(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of).first()
+    if existing is not None:
+        return existing
+    signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
+                           instrument.tick_size)
+    gates = _gates(config=config, account=account, instrument=instrument, now=now)
+    quantity = None
+    if signal.action != "FLAT":
+        quantity = size_position(SizingInput(
+            equity_now(account=account, now=now), config.risk_per_trade_fraction, signal.entry_price,
+            signal.stop_price, instrument.step_size, instrument.min_notional, config.max_leverage))
+    outcome, reason = _route(signal, gates, config, quantity)
+    try:
+        with transaction.atomic():
+            decision = Decision.objects.create(
+                instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of,
+                snapshot=snapshot_record(instrument=instrument, timeframe=config.decision_timeframe,
+                                         snapshot=snapshot),
+                action=signal.action, mode=config.mode, outcome=outcome, entry_price=signal.entry_price,
+                stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
+                reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
+            )
+    except IntegrityError:  # another worker decided this bar first
+        return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
+    broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
+    if outcome == Decision.Outcome.EXECUTED:
+        _execute(decision, account, config, now)
+    broadcast_on_commit("decision", decision_payload(decision))
+    return decision
+
+
+def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
+    if signal.entry_price is None:
+        return signal
+    return replace(signal, entry_price=round_to_tick(signal.entry_price, tick),
+                   stop_price=round_to_tick(signal.stop_price, tick),
+                   target_price=round_to_tick(signal.target_price, tick))
+
+
+def _execute(decision: Decision, account: Account, config: TradingConfig, now: datetime) -> None:
+    try:
+        position = execution.position_open(decision=decision, account=account,
+                                           broker=execution.broker_for(account, config), now=now)
+    except OrderRejected as exc:
+        position = None
+        decision.reason = f"order rejected: {exc}"[:255]
+    if position is None:
+        decision.outcome = Decision.Outcome.SKIPPED
+        decision.save(update_fields=["outcome", "reason"])
+
+
+def decision_payload(decision: Decision) -> dict:
+    """Return the JSON shape the dashboard shows for a decision."""
+    return {"id": decision.pk, "instrument": str(decision.instrument), "as_of": decision.as_of,
+            "action": decision.action, "outcome": decision.outcome, "mode": decision.mode,
+            "reason": decision.reason, "rationale": decision.rationale, "gates": decision.gates,
+            "entry_price": decision.entry_price, "stop_price": decision.stop_price,
+            "target_price": decision.target_price, "quantity": decision.quantity}

@@ -1,0 +1,46 @@
+"""The live engine: one cycle of exits, decisions and equity, driven by a real or simulated clock."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from dashboard.events import broadcast_on_commit
+from decisions.selectors import trading_config_get
+from decisions.services import decision_run
+from execution.selectors import last_close
+from execution.services import account_ensure, broker_for, equity_record, positions_check_exits
+from market.models import Instrument
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    decisions: int
+    exits: int
+    equity_usdt: str
+
+
+def is_decision_time(now: datetime, interval_minutes: int) -> bool:
+    """Return True when `now` falls on a decision boundary (minutes since epoch divisible)."""
+    minutes = int(now.timestamp()) // 60
+    return now.second == 0 and minutes % max(1, interval_minutes) == 0
+
+
+def cycle_run(*, now: datetime, decide: bool = True) -> CycleResult:
+    """Run exits for every active instrument, then decisions when asked, then record equity."""
+    config = trading_config_get()
+    account = account_ensure()
+    broker = broker_for(account, config)
+    decisions = exits = 0
+    for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):
+        if positions_check_exits(account=account, instrument=instrument, broker=broker, now=now) is not None:
+            exits += 1
+        if decide and decision_run(instrument=instrument, now=now, account=account) is not None:
+            decisions += 1
+        price = last_close(instrument=instrument, now=now)
+        if price is not None:
+            broadcast_on_commit("price", {"instrument": str(instrument), "price": price[0], "open_time": price[1]})
+    point = equity_record(account=account, now=now)
+    return CycleResult(decisions, exits, str(point.equity_usdt))

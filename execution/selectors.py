@@ -1,0 +1,54 @@
+"""Reads for the execution stage."""
+from __future__ import annotations
+
+from datetime import datetime, time, timezone as dt_timezone
+from decimal import Decimal
+
+from execution.brokers.paper import position_pnl
+from execution.models import Account, EquityPoint, Position
+from market.models import Candle, Instrument
+
+
+def account_get(name: str = "paper") -> Account:
+    """Return the account the bot trades (the paper account unless configured otherwise)."""
+    return Account.objects.get(name=name)
+
+
+def position_get_open(*, account: Account, instrument: Instrument) -> Position | None:
+    """Return the open position of `instrument`, or None."""
+    return Position.objects.filter(account=account, instrument=instrument, status=Position.Status.OPEN).first()
+
+
+def last_close(*, instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
+    """Return the last closed price at or before `now` (any timeframe, freshest bar wins)."""
+    row = (
+        Candle.objects.filter(instrument=instrument, open_time__lt=now)
+        .order_by("-open_time", "timeframe")
+        .values_list("close", "open_time")
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+def unrealized_pnl(*, account: Account, now: datetime) -> Decimal:
+    """Return the open positions' PnL marked at the last close before `now`."""
+    total = Decimal(0)
+    for position in Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"):
+        price = last_close(instrument=position.instrument, now=now)
+        if price is not None:
+            total += position_pnl(position.side, position.quantity, position.entry_price, price[0])
+    return total
+
+
+def equity_now(*, account: Account, now: datetime) -> Decimal:
+    """Return balance plus unrealised PnL."""
+    return account.balance_usdt + unrealized_pnl(account=account, now=now)
+
+
+def day_start_equity(*, account: Account, now: datetime) -> Decimal:
+    """Return the equity the UTC day of `now` started with (the last point before midnight)."""
+    midnight = datetime.combine(now.astimezone(dt_timezone.utc).date(), time(0), tzinfo=dt_timezone.utc)
+    point = EquityPoint.objects.filter(account=account, ts__lte=midnight).order_by("-ts").first()
+    if point is None:
+        point = EquityPoint.objects.filter(account=account, ts__gt=midnight).order_by("ts").first()
+    return point.equity_usdt if point else account.balance_usdt

@@ -1,0 +1,201 @@
+"""Writes for the execution stage: every order goes through here, persisted before it is sent."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from analytics.services import ms_to_datetime
+from dashboard.events import broadcast_on_commit
+from decisions.models import Decision, TradingConfig
+from execution.brokers.base import Broker, ExecutionReport
+from execution.brokers.paper import OpenPosition, PaperBroker, exit_hit, position_pnl
+from execution.models import Account, EquityPoint, Fill, Order, Position
+from execution.oms import OrderIntent, Precision, apply_precision, make_intent_id
+from execution.selectors import equity_now, position_get_open, unrealized_pnl
+from market.models import Candle, Instrument
+from market.timeframes import timeframe_ms
+
+logger = logging.getLogger(__name__)
+
+
+def account_ensure(*, name: str = "paper") -> Account:
+    """Return the paper account, creating it with the configured starting balance."""
+    start = Decimal(settings.PAPER_STARTING_EQUITY_USDT)
+    account, _ = Account.objects.get_or_create(
+        name=name, defaults={"broker": Account.Broker.PAPER, "starting_balance_usdt": start, "balance_usdt": start}
+    )
+    return account
+
+
+def broker_for(account: Account, config: TradingConfig) -> Broker:
+    """Return the broker that executes for `account`."""
+    if account.broker != Account.Broker.PAPER:
+        # Testnet and live arrive with the execution engine; refuse rather than pretend.
+        raise NotImplementedError(f"broker {account.broker!r} is not available yet; use paper")
+    return PaperBroker(taker_fee_fraction=config.taker_fee_fraction, slippage_bps=config.slippage_bps)
+
+
+def _precision(instrument: Instrument) -> Precision:
+    return Precision(instrument.tick_size, instrument.step_size, instrument.min_notional)
+
+
+def order_create_pending(*, account: Account, instrument: Instrument, intent: OrderIntent,
+                         decision: Decision | None, now: datetime) -> tuple[Order, bool]:
+    """Persist the order before it is sent; return (order, created). A known intent is not re-sent."""
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                account=account, instrument=instrument, decision=decision,
+                client_order_id=intent.client_order_id, intent_id=intent.intent_id, leg=intent.leg,
+                side=intent.side, type=intent.type, quantity=intent.quantity, price=intent.price,
+                trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
+                status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
+            )
+        return order, True
+    except IntegrityError:
+        return Order.objects.get(client_order_id=intent.client_order_id), False
+
+
+def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) -> Order:
+    """Record the venue's answer: status, fills and average price."""
+    order.exchange_order_id = report.exchange_order_id
+    order.updated_at = now
+    if report.status == "rejected":
+        order.status, order.reject_reason = Order.Status.REJECTED, report.reason[:255]
+    filled = Decimal(0)
+    notional = Decimal(0)
+    for fill in report.fills:
+        Fill.objects.get_or_create(trade_id=fill.trade_id, defaults={
+            "order": order, "ts": ms_to_datetime(fill.ts_ms), "price": fill.price,
+            "quantity": fill.quantity, "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
+        filled += fill.quantity
+        notional += fill.quantity * fill.price
+    if filled:
+        order.filled_quantity = filled
+        order.average_price = notional / filled
+        order.status = Order.Status.FILLED if filled >= order.quantity else Order.Status.PARTIALLY_FILLED
+    order.save()
+    broadcast_on_commit("order", _order_payload(order))
+    return order
+
+
+def _order_payload(order: Order) -> dict:
+    return {"client_order_id": order.client_order_id, "leg": order.leg, "side": order.side,
+            "type": order.type, "quantity": order.quantity, "status": order.status,
+            "average_price": order.average_price, "instrument": str(order.instrument)}
+
+
+def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime) -> Position | None:
+    """Enter the decision's trade at market and open the position with its stop and target."""
+    instrument = decision.instrument
+    side = "buy" if decision.action == "LONG" else "sell"
+    intent = OrderIntent(make_intent_id(account.name, instrument.pk, decision.timeframe, decision.as_of.isoformat()),
+                         "entry", instrument.symbol, side, "market", decision.quantity)
+    intent = apply_precision(intent, _precision(instrument), decision.entry_price)
+    order, created = order_create_pending(account=account, instrument=instrument, intent=intent,
+                                          decision=decision, now=now)
+    if not created:
+        logger.info("intent %s already sent; not sending again", intent.client_order_id)
+        return Position.objects.filter(decision=decision).first()
+    report = broker.submit(intent, reference_price=decision.entry_price, ts_ms=int(now.timestamp() * 1000),
+                           tick_size=instrument.tick_size)
+    with transaction.atomic():
+        order = order_apply_report(order=order, report=report, now=now)
+        if order.status != Order.Status.FILLED:
+            return None
+        fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
+        position = Position.objects.create(
+            account=account, instrument=instrument, decision=decision, side=decision.action,
+            open_key=instrument.pk, quantity=order.filled_quantity, entry_price=order.average_price,
+            stop_price=decision.stop_price, target_price=decision.target_price, opened_at=now, fees_usdt=fee,
+        )
+        # F(): another cycle may have booked a close since `account` was read.
+        Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
+        account.refresh_from_db()
+        broadcast_on_commit("position", position_payload(position))
+    return position
+
+
+def position_payload(position: Position) -> dict:
+    """Return the JSON shape the dashboard shows for a position."""
+    return {"id": position.pk, "instrument": str(position.instrument), "side": position.side,
+            "status": position.status, "quantity": position.quantity, "entry_price": position.entry_price,
+            "stop_price": position.stop_price, "target_price": position.target_price,
+            "opened_at": position.opened_at, "exit_price": position.exit_price,
+            "exit_reason": position.exit_reason, "realized_pnl_usdt": position.realized_pnl_usdt}
+
+
+def _exit_bars(position: Position, now: datetime):
+    """Return the finest stored closed bars since the position opened."""
+    for timeframe in ("1m", "3m", "5m", "15m", "30m", "1h"):
+        step = timedelta(milliseconds=timeframe_ms(timeframe))
+        bars = Candle.objects.filter(instrument=position.instrument, timeframe=timeframe,
+                                     open_time__gte=position.opened_at, open_time__lte=now - step)
+        if bars.exists():
+            return list(bars.order_by("open_time").values_list("open_time", "open", "high", "low"))
+    return []
+
+
+def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperBroker,
+                          now: datetime) -> Position | None:
+    """Close the open position when a closed bar since entry touched its stop or target."""
+    position = position_get_open(account=account, instrument=instrument)
+    if position is None:
+        return None
+    view = OpenPosition(position.side, position.quantity, position.entry_price,
+                        position.stop_price, position.target_price)
+    for open_time, bar_open, bar_high, bar_low in _exit_bars(position, now):
+        hit = exit_hit(view, bar_open, bar_high, bar_low)
+        if hit is not None:
+            return position_close(position=position, broker=broker, price=hit.price, reason=hit.reason,
+                                  now=max(open_time, position.opened_at), slip=hit.reason == "stop")
+    return None
+
+
+def position_close(*, position: Position, broker: PaperBroker, price: Decimal, reason: str,
+                   now: datetime, slip: bool) -> Position:
+    """Close the position reduce-only at `price` and book the PnL into the account balance."""
+    side = "sell" if position.side == "LONG" else "buy"
+    intent = OrderIntent(make_intent_id("exit", position.pk), "exit", position.instrument.symbol, side,
+                         "market", position.quantity, reduce_only=True)
+    order, created = order_create_pending(account=position.account, instrument=position.instrument,
+                                          intent=intent, decision=position.decision, now=now)
+    if not created:
+        return position
+    report = broker.fill_at(intent, price, int(now.timestamp() * 1000), slip=slip,
+                            tick_size=position.instrument.tick_size)
+    with transaction.atomic():
+        order = order_apply_report(order=order, report=report, now=now)
+        exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
+        gross = position_pnl(position.side, position.quantity, position.entry_price, order.average_price)
+        position.status, position.open_key = Position.Status.CLOSED, None
+        position.closed_at, position.exit_price, position.exit_reason = now, order.average_price, reason
+        position.fees_usdt += exit_fee
+        position.realized_pnl_usdt = gross - position.fees_usdt
+        position.save()
+        Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + gross - exit_fee)
+        broadcast_on_commit("position", position_payload(position))
+    return position
+
+
+def equity_record(*, account: Account, now: datetime) -> EquityPoint:
+    """Store the account's equity at `now` and publish it."""
+    account.refresh_from_db()
+    unrealized = unrealized_pnl(account=account, now=now)
+    point, _ = EquityPoint.objects.update_or_create(
+        account=account, ts=now,
+        defaults={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
+                  "equity_usdt": account.balance_usdt + unrealized},
+    )
+    broadcast_on_commit("equity", {"account": account.name, "ts": point.ts, "equity_usdt": point.equity_usdt,
+                                   "balance_usdt": point.balance_usdt, "unrealized_pnl_usdt": unrealized})
+    return point
+
+
+__all__ = ["account_ensure", "broker_for", "position_open", "positions_check_exits", "position_close",
+           "equity_record", "equity_now"]
