@@ -1,3 +1,36 @@
 from django.contrib import admin
 
-# Register your models here.
+from decisions.models import Decision, TradingConfig
+
+
+@admin.register(TradingConfig)
+class TradingConfigAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "mode", "paused", "decision_timeframe", "risk_per_trade_fraction",
+                    "daily_loss_limit_fraction", "max_leverage", "updated_at"]
+    fieldsets = [
+        ("Routing", {"fields": ["mode", "paused"]}),
+        ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period"]}),
+        ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
+        ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage"]}),
+        ("Paper fills", {"fields": ["taker_fee_fraction", "slippage_bps"]}),
+    ]
+
+    def has_add_permission(self, request):
+        # One configuration row: edit it, do not add a second.
+        return not TradingConfig.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ["as_of", "instrument", "timeframe", "action", "outcome", "mode", "entry_price", "stop_price",
+                    "target_price", "quantity", "reason"]
+    list_filter = ["action", "outcome", "mode", "timeframe", "instrument"]
+    search_fields = ["reason"]
+    date_hierarchy = "as_of"
+    readonly_fields = [f.name for f in Decision._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # the journal is written by the engine only

@@ -10,7 +10,7 @@ from decisions.selectors import trading_config_get
 from decisions.services import decision_run
 from execution.selectors import last_close
 from execution.services import account_ensure, broker_for, equity_record, positions_check_exits
-from market.models import Instrument
+from market.models import DataSource, Instrument
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,15 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
     return now.second == 0 and minutes % max(1, interval_minutes) == 0
 
 
-def cycle_run(*, now: datetime, decide: bool = True) -> CycleResult:
+def account_name_for(data_source: str) -> str:
+    """Return the paper account of a data source: replayed and simulated PnL never mix with real."""
+    return "paper" if data_source == DataSource.EXCHANGE else f"paper-{data_source}"
+
+
+def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:
     """Run exits for every active instrument, then decisions when asked, then record equity."""
     config = trading_config_get()
-    account = account_ensure()
+    account = account_ensure(name=account_name)
     broker = broker_for(account, config)
     decisions = exits = 0
     for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):

@@ -1,9 +1,12 @@
 """django-q2 entry points of the execution stage."""
 from django.utils import timezone
 
+from decisions.tasks import engine_owns_clock
 from execution.engine import cycle_run
 
 
 def execution_run_all() -> str:
     """Check stops and targets of open positions and record equity; return the equity."""
+    if engine_owns_clock():
+        return "skipped: the replay/simulation engine owns the clock"
     return cycle_run(now=timezone.now().replace(second=0, microsecond=0), decide=False).equity_usdt

@@ -1,0 +1,56 @@
+"""Drive the live engine from an offline feed on a simulated clock (replay or simulated market)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from analytics.services import ms_to_datetime
+from execution.engine import CycleResult, account_name_for, cycle_run, is_decision_time
+from market.feeds import Feed, bars_to_frame
+from market.ingest import candles_upsert
+from market.models import Instrument
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FeedRunner:
+    """Store each bar the feed releases, then run the same cycle the live engine runs."""
+
+    feed: Feed
+    instrument: Instrument
+    timeframe: str
+    decision_interval_minutes: int
+
+    def warm_up(self, bars: int) -> int:
+        """Store the first `bars` bars without trading on them; return how many were stored."""
+        up_to = self.feed.next_close_ms + (bars - 1) * self.feed.interval_ms
+        released = self.feed.next_bars(up_to)
+        if released:
+            candles_upsert(instrument_id=self.instrument.pk, timeframe=self.timeframe, frame=bars_to_frame(released))
+        return len(released)
+
+    def step(self) -> CycleResult | None:
+        """Advance the clock to the next bar close, store the bar, run one cycle; None when done."""
+        close_ms = self.feed.next_close_ms
+        if close_ms is None:
+            return None
+        released = self.feed.next_bars(close_ms)
+        candles_upsert(instrument_id=self.instrument.pk, timeframe=self.timeframe, frame=bars_to_frame(released))
+        now = ms_to_datetime(close_ms)
+        return cycle_run(now=now, decide=is_decision_time(now, self.decision_interval_minutes),
+                         account_name=account_name_for(self.instrument.data_source))
+
+    def run(self, *, bars_per_second: float, max_steps: int | None = None) -> int:
+        """Step at `bars_per_second` (0 = as fast as possible) until the feed ends; return steps run."""
+        steps = 0
+        while max_steps is None or steps < max_steps:
+            started = time.monotonic()
+            if self.step() is None:
+                logger.info("feed %s exhausted after %d steps", self.feed.name, steps)
+                break
+            steps += 1
+            if bars_per_second > 0:
+                time.sleep(max(0.0, 1.0 / bars_per_second - (time.monotonic() - started)))
+        return steps

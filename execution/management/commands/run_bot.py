@@ -1,0 +1,89 @@
+"""Start everything one machine needs: web (daphne), django-q2 workers and the engine."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from dashboard.events import ROLE_ENV
+from decisions.selectors import trading_config_get
+from execution.clock import FeedRunner
+
+CLOCK_ENV = "TRADINGBOT_CLOCK"  # "engine" when run_bot's offline feed owns the trading clock
+
+
+class Command(BaseCommand):
+    help = ("Start daphne, the django-q2 cluster and the engine. Market data: the exchange when reachable, "
+            "else a replay of MARKET_DATA_DIR candles on a simulated clock, else the simulated market.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--source", choices=["auto", "exchange", "replay", "simulated"], default=settings.DATA_SOURCE)
+        parser.add_argument("--symbol", default="BTCUSDT")
+        parser.add_argument("--speed", type=float, default=settings.REPLAY_SPEED_BARS_PER_SECOND,
+                            help="bars per second on the simulated clock (0 = as fast as possible)")
+        parser.add_argument("--no-web", action="store_true", help="do not start daphne")
+        parser.add_argument("--no-workers", action="store_true", help="do not start the django-q2 cluster")
+        parser.add_argument("--max-steps", type=int, default=None, help="stop the engine after N bars (tests)")
+
+    def handle(self, *args, **opts):
+        from execution.sources import choose_source
+
+        config = trading_config_get()
+        try:
+            choice = choose_source(wanted=opts["source"], symbol=opts["symbol"], timeframe=config.decision_timeframe)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.WARNING(f"market data: {choice.label}"))
+        self.stdout.write(f"mode {config.mode}, broker {settings.BROKER}, instrument {choice.instrument}")
+        children = self._start_children(opts, engine_owns_clock=choice.feed is not None)
+        previous_role = os.environ.get(ROLE_ENV)
+        # This process is a worker too: with the in-memory layer its events go through the outbox.
+        os.environ[ROLE_ENV] = "worker"
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            if choice.feed is None:
+                self.stdout.write("engine: the django-q2 schedules drive the live clock")
+                while all(child.poll() is None for child in children) or not children:
+                    time.sleep(1)
+            else:
+                self._run_feed(choice, config, opts)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous_role is None:
+                os.environ.pop(ROLE_ENV, None)
+            else:
+                os.environ[ROLE_ENV] = previous_role
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait(timeout=15)
+
+    def _start_children(self, opts, *, engine_owns_clock: bool) -> list[subprocess.Popen]:
+        children = []
+        base_env = {**os.environ, CLOCK_ENV: "engine" if engine_owns_clock else "schedules"}
+        if not opts["no_web"]:
+            cmd = [sys.executable, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "tradingbot.asgi:application"]
+            children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "web"}))
+            self.stdout.write(self.style.SUCCESS(f"web: http://{opts['host']}:{opts['port']}/ (admin at /admin/)"))
+        if not opts["no_workers"]:
+            cmd = [sys.executable, "manage.py", "qcluster"]
+            children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "worker"}, cwd=settings.BASE_DIR))
+            self.stdout.write("workers: django-q2 cluster started")
+        return children
+
+    def _run_feed(self, choice, config, opts) -> None:
+        runner = FeedRunner(choice.feed, choice.instrument, config.decision_timeframe, settings.DECISION_INTERVAL_MINUTES)
+        if not choice.instrument.candles.exists():
+            stored = runner.warm_up(config.history_bars)
+            self.stdout.write(f"engine: warmed up with {stored} bars")
+        self.stdout.write(f"engine: {opts['speed']} bars/s on the simulated clock")
+        steps = runner.run(bars_per_second=opts["speed"], max_steps=opts["max_steps"])
+        self.stdout.write(f"engine: stopped after {steps} bars")
