@@ -46,6 +46,7 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
             decisions += 1
         price = last_close(instrument=instrument, now=now)
         if price is not None:
-            broadcast_on_commit("price", {"instrument": str(instrument), "price": price[0], "open_time": price[1]})
+            broadcast_on_commit("price", {"instrument_id": instrument.pk, "instrument": str(instrument),
+                                              "price": price[0], "ts": price[1]})
     point = equity_record(account=account, now=now)
     return CycleResult(decisions, exits, str(point.equity_usdt))

@@ -192,7 +192,7 @@ def equity_record(*, account: Account, now: datetime) -> EquityPoint:
         defaults={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
                   "equity_usdt": account.balance_usdt + unrealized},
     )
-    broadcast_on_commit("equity", {"account": account.name, "ts": point.ts, "equity_usdt": point.equity_usdt,
+    broadcast_on_commit("equity", {"account_id": account.pk, "account": account.name, "ts": point.ts, "equity_usdt": point.equity_usdt,
                                    "balance_usdt": point.balance_usdt, "unrealized_pnl_usdt": unrealized})
     return point
 
