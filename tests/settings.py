@@ -4,7 +4,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 
 from tradingbot.settings import *  # noqa: E402,F401,F403
-from tradingbot.settings import Q_CLUSTER  # noqa: E402
+from tradingbot.settings import MIDDLEWARE, Q_CLUSTER  # noqa: E402
 
 # Tasks run inline so a test sees their effects.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
@@ -16,3 +16,5 @@ STORAGES = {
 }
 BROKER = "paper"
 DATA_SOURCE = "replay"
+# WhiteNoise serves collected files in production; tests use the staticfiles finders directly.
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
