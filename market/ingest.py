@@ -19,9 +19,14 @@ _BATCH_ROWS = 5_000
 
 
 def ms_to_db_datetimes(open_time_ms: np.ndarray) -> list[str]:
-    """Return 'YYYY-MM-DD HH:MM:SS[.fff]' UTC strings, the form both backends store."""
-    text = np.datetime_as_string(np.asarray(open_time_ms, dtype="int64").astype("datetime64[ms]"), unit="auto")
-    return [t.replace("T", " ") for t in text]
+    """Return 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC strings, exactly as Django writes datetimes.
+
+    SQLite compares datetimes as text, so the spelling must match the ORM's to the character:
+    whole seconds without a fraction, anything else with six fractional digits.
+    """
+    stamps = np.asarray(open_time_ms, dtype="int64").astype("datetime64[ms]").astype("datetime64[us]")
+    text = np.datetime_as_string(stamps, unit="us")
+    return [t.replace("T", " ").removesuffix(".000000") for t in text]
 
 
 def _cell(value):

@@ -149,6 +149,10 @@ MARKET_DATA_DIR = Path(env("MARKET_DATA_DIR", default=str(BASE_DIR.parent / "sha
 # Trading: the broker is a deployment choice; live needs explicit consent and keys.
 BROKER = env("BROKER", default="paper")  # paper | testnet | live
 EXCHANGE_ID = env("EXCHANGE_ID", default="binanceusdm")
+# Base URL override for the exchange's REST API (a local emulator in tests); empty = ccxt's own.
+EXCHANGE_API_URL = env("EXCHANGE_API_URL", default="")
+# Timeframes the every-minute candle update keeps fresh for active exchange instruments.
+CANDLE_UPDATE_TIMEFRAMES = env.list("CANDLE_UPDATE_TIMEFRAMES", default=["1m", "5m", "15m", "1h"])
 EXCHANGE_API_KEY = env("EXCHANGE_API_KEY", default="")
 EXCHANGE_API_SECRET = env("EXCHANGE_API_SECRET", default="")
 LIVE_TRADING_CONFIRMED = env.bool("LIVE_TRADING_CONFIRMED", default=False)

@@ -1,0 +1,1 @@
+"""Local exchange emulators that ccxt talks to in tests instead of the network."""

@@ -1,0 +1,1 @@
+"""Exchange access through ccxt: the client factory and the errors callers handle."""
