@@ -27,11 +27,10 @@ class SourceChoice:
 
 def exchange_reachable(exchange_id: str, timeout_ms: int = 3000) -> bool:
     """Return True when the exchange's public API answers within `timeout_ms`."""
-    import ccxt
+    from market.exchanges.client import exchange_client_from_settings
 
     try:
-        exchange = getattr(ccxt, exchange_id)({"timeout": timeout_ms, "enableRateLimit": False})
-        exchange.fetch_time()
+        exchange_client_from_settings(exchange_id, timeout_ms=timeout_ms).fetch_time()
         return True
     except Exception as exc:  # any failure means "not usable now"; the reason is logged
         logger.info("exchange %s not reachable: %s", exchange_id, type(exc).__name__)

@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+pytest_plugins = ["tests.emulator.fixtures"]
+
 
 @pytest.fixture
 def market_data_dir() -> Path:
