@@ -88,9 +88,15 @@ if _db["ENGINE"] == "django.db.backends.mysql":
     )
     _db.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"})
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the web server read while the workers and the engine write.
+    # WAL lets the web server read while the workers and the engine write; IMMEDIATE takes the
+    # write lock when a transaction starts, so two writers queue (up to `timeout` s) instead of
+    # one failing at once with "database is locked" when it upgrades from reader to writer.
     _db.setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 _db["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -50,10 +50,12 @@ class Command(BaseCommand):
         try:
             if choice.feed is None:
                 self.stdout.write("engine: the django-q2 schedules drive the live clock")
-                while all(child.poll() is None for child in children) or not children:
-                    time.sleep(1)
             else:
                 self._run_feed(choice, config, opts)
+            if children and opts["max_steps"] is None:
+                # Keep the dashboard up after a replay ends, until Ctrl-C or a child exits.
+                while all(child.poll() is None for child in children):
+                    time.sleep(1)
         except KeyboardInterrupt:
             pass
         finally:
