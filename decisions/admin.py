@@ -11,7 +11,8 @@ class TradingConfigAdmin(admin.ModelAdmin):
         ("Routing", {"fields": ["mode", "paused"]}),
         ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period"]}),
         ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
-        ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage"]}),
+        ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage",
+                              "max_cost_to_target_fraction"]}),
         ("Paper fills", {"fields": ["taker_fee_fraction", "slippage_bps"]}),
     ]
 

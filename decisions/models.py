@@ -25,7 +25,7 @@ class TradingConfig(models.Model):
 
     mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.SAFE)
     paused = models.BooleanField(default=False, help_text="stop opening new positions; exits still run")
-    decision_timeframe = models.CharField(max_length=4, choices=Timeframe.choices, default=Timeframe.M5)
+    decision_timeframe = models.CharField(max_length=4, choices=Timeframe.choices, default=Timeframe.M15)
     history_bars = models.PositiveIntegerField(default=300, validators=[MinValueValidator(50)])
     atr_period = models.PositiveSmallIntegerField(default=14, validators=[MinValueValidator(2)])
     pivot_length = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
@@ -48,6 +48,11 @@ class TradingConfig(models.Model):
         max_digits=5, decimal_places=2, default=Decimal("3"),
         validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("20"))],
         help_text="largest position notional as a multiple of equity",
+    )
+    max_cost_to_target_fraction = models.DecimalField(
+        max_digits=5, decimal_places=3, default=Decimal("0.25"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1"))],
+        help_text="skip a trade whose round-trip fees and slippage exceed this share of the target move",
     )
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))

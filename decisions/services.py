@@ -14,7 +14,13 @@ from analytics.snapshot import SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
 from decisions.models import Decision, Mode, TradingConfig
-from decisions.risk.gates import GateResult, check_daily_loss, check_no_open_position, first_block
+from decisions.risk.gates import (
+    GateResult,
+    check_costs_vs_target,
+    check_daily_loss,
+    check_no_open_position,
+    first_block,
+)
 from decisions.risk.sizing import SizingInput, round_to_tick, size_position
 from decisions.selectors import trading_config_get
 from execution import services as execution
@@ -31,12 +37,17 @@ def snapshot_params(config: TradingConfig) -> SnapshotParams:
     return SnapshotParams(config.atr_period, config.pivot_length, config.momentum_period)
 
 
-def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime) -> list[GateResult]:
-    return [
+def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
+           signal: Signal) -> list[GateResult]:
+    gates = [
         check_daily_loss(day_start_equity(account=account, now=now), equity_now(account=account, now=now),
                          config.daily_loss_limit_fraction),
         check_no_open_position(position_get_open(account=account, instrument=instrument) is not None),
     ]
+    if signal.action != "FLAT":
+        gates.append(check_costs_vs_target(signal.entry_price, signal.target_price, config.taker_fee_fraction,
+                                           config.slippage_bps, config.max_cost_to_target_fraction))
+    return gates
 
 
 def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quantity) -> tuple[str, str]:
@@ -70,7 +81,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
         return existing
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
-    gates = _gates(config=config, account=account, instrument=instrument, now=now)
+    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
     quantity = None
     if signal.action != "FLAT":
         quantity = size_position(SizingInput(

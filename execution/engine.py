@@ -47,6 +47,6 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
         price = last_close(instrument=instrument, now=now)
         if price is not None:
             broadcast_on_commit("price", {"instrument_id": instrument.pk, "instrument": str(instrument),
-                                              "price": price[0], "ts": price[1]})
+                                              "price": price[0].quantize(instrument.tick_size), "ts": price[1]})
     point = equity_record(account=account, now=now)
     return CycleResult(decisions, exits, str(point.equity_usdt))

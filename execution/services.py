@@ -186,7 +186,7 @@ def position_close(*, position: Position, broker: PaperBroker, price: Decimal, r
 def equity_record(*, account: Account, now: datetime) -> EquityPoint:
     """Store the account's equity at `now` and publish it."""
     account.refresh_from_db()
-    unrealized = unrealized_pnl(account=account, now=now)
+    unrealized = unrealized_pnl(account=account, now=now).quantize(Decimal("0.00000001"))
     point, _ = EquityPoint.objects.update_or_create(
         account=account, ts=now,
         defaults={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,

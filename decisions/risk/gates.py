@@ -35,6 +35,20 @@ def check_no_open_position(has_open_position: bool) -> GateResult:
     return GateResult("one_position", "allow", "no open position")
 
 
+def check_costs_vs_target(entry_price: Decimal, target_price: Decimal, taker_fee_fraction: Decimal,
+                          slippage_bps: Decimal, max_cost_share: Decimal) -> GateResult:
+    """Block when round-trip fees and slippage would eat more than `max_cost_share` of the target move."""
+    target_move = abs(target_price - entry_price) / entry_price
+    round_trip = 2 * (taker_fee_fraction + slippage_bps / Decimal(10_000))
+    if target_move == 0:
+        return GateResult("costs", "block", "target equals entry")
+    share = round_trip / target_move
+    text = f"round-trip costs {round_trip:.3%} are {share:.0%} of the {target_move:.3%} target move"
+    if share > max_cost_share:
+        return GateResult("costs", "block", f"{text} (limit {max_cost_share:.0%})")
+    return GateResult("costs", "allow", text)
+
+
 def first_block(results: list[GateResult]) -> GateResult | None:
     """Return the first blocking verdict, or None when every gate allows."""
     return next((r for r in results if r.blocked), None)

@@ -11,7 +11,7 @@ from market.feeds import ReplayFeed
 from market.models import Candle, DataSource
 from market.services import instrument_ensure
 
-FILE = "binance_usdm_BTCUSDT_5m_2025-07-04_2025-12-31.csv.gz"
+FILE = "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz"
 
 
 @pytest.mark.django_db
@@ -20,7 +20,7 @@ def test_feed_runner_replay_stores_bars_and_decides_each_close(market_data_dir):
                                    data_source=DataSource.REPLAY)
     instrument.is_active = True
     instrument.save()
-    runner = FeedRunner(ReplayFeed(market_data_dir / FILE), instrument, "5m", decision_interval_minutes=5)
+    runner = FeedRunner(ReplayFeed(market_data_dir / FILE), instrument, "15m", decision_interval_minutes=5)
 
     warmed = runner.warm_up(300)
     steps = runner.run(bars_per_second=0, max_steps=24)
@@ -57,3 +57,30 @@ def test_run_bot_replay_resumes_after_last_replayed_bar():
 
     assert Candle.objects.count() == first + 3
     assert Decision.objects.count() == 6
+
+
+@pytest.mark.django_db
+def test_feed_runner_failed_step_is_retried_for_the_same_bar(market_data_dir, monkeypatch):
+    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap",
+                                   data_source=DataSource.REPLAY)
+    instrument.is_active = True
+    instrument.save()
+    runner = FeedRunner(ReplayFeed(market_data_dir / FILE), instrument, "15m", decision_interval_minutes=5)
+    runner.warm_up(300)
+    import execution.clock as clock
+
+    real_cycle, calls = clock.cycle_run, []
+
+    def flaky_cycle(**kwargs):
+        calls.append(kwargs["now"])
+        if len(calls) == 2:
+            raise RuntimeError("database is locked")
+        return real_cycle(**kwargs)
+
+    monkeypatch.setattr(clock, "cycle_run", flaky_cycle)
+
+    steps = runner.run(bars_per_second=0, max_steps=3, retry_delay_s=0)
+
+    assert steps == 3
+    assert calls[1] == calls[2]  # the failed close was retried, not skipped
+    assert Decision.objects.filter(instrument=instrument).count() == 3

@@ -13,26 +13,26 @@ from execution.models import Account, EquityPoint, Fill, Order, Position
 from market.ingest import candles_upsert
 from market.services import instrument_ensure
 
-FILE = "binance_usdm_BTCUSDT_5m_2025-07-04_2025-12-31.csv.gz"
+FILE = "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz"
 WARMUP_BARS = 300
-DAY_BARS = 288
+DAY_BARS = 96
 
 
 @pytest.fixture
-def btc_5m(market_data_dir, db):
-    """Store warm-up plus one day of real USD-M BTCUSDT 5m candles; return (instrument, frame)."""
+def btc_15m(market_data_dir, db):
+    """Store warm-up plus one day of real USD-M BTCUSDT 15m candles; return (instrument, frame)."""
     frame = pd.read_csv(market_data_dir / FILE, dtype=str, nrows=WARMUP_BARS + DAY_BARS)
     frame["open_time_ms"] = frame["open_time_ms"].astype("int64")
     instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
     instrument.is_active = True
     instrument.save()
-    candles_upsert(instrument_id=instrument.pk, timeframe="5m", frame=frame)
+    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=frame)
     return instrument, frame
 
 
 def _close_times(frame: pd.DataFrame):
     for open_ms in frame["open_time_ms"].iloc[WARMUP_BARS:]:
-        yield datetime.fromtimestamp((int(open_ms) + 300_000) / 1000, tz=timezone.utc)
+        yield datetime.fromtimestamp((int(open_ms) + 900_000) / 1000, tz=timezone.utc)
 
 
 def _replay_day(frame) -> None:
@@ -40,8 +40,8 @@ def _replay_day(frame) -> None:
         cycle_run(now=now, decide=True)
 
 
-def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_5m):
-    instrument, frame = btc_5m
+def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_15m):
+    instrument, frame = btc_15m
     config = trading_config_get()
     config.mode = Mode.ON
     config.save()
@@ -63,8 +63,8 @@ def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_5m):
     assert last.equity_usdt - account.starting_balance_usdt == closed - open_fees + last.unrealized_pnl_usdt
 
 
-def test_pipeline_safe_mode_logs_decisions_without_orders(btc_5m):
-    _, frame = btc_5m
+def test_pipeline_safe_mode_logs_decisions_without_orders(btc_15m):
+    _, frame = btc_15m
 
     _replay_day(frame)
 
@@ -73,8 +73,8 @@ def test_pipeline_safe_mode_logs_decisions_without_orders(btc_5m):
     assert Order.objects.count() == 0
 
 
-def test_pipeline_repeated_cycle_for_same_bar_sends_nothing_twice(btc_5m):
-    _, frame = btc_5m
+def test_pipeline_repeated_cycle_for_same_bar_sends_nothing_twice(btc_15m):
+    _, frame = btc_15m
     config = trading_config_get()
     config.mode = Mode.ON
     config.save()
@@ -86,8 +86,8 @@ def test_pipeline_repeated_cycle_for_same_bar_sends_nothing_twice(btc_5m):
     assert (Order.objects.count(), Decision.objects.count()) == (orders, decisions)
 
 
-def test_pipeline_daily_loss_limit_blocks_new_entries(btc_5m):
-    instrument, frame = btc_5m
+def test_pipeline_daily_loss_limit_blocks_new_entries(btc_15m):
+    instrument, frame = btc_15m
     config = trading_config_get()
     config.mode = Mode.ON
     config.save()

@@ -1,5 +1,6 @@
 """The end-to-end path seen from a browser: a cycle on real candles reaches a websocket client."""
 import asyncio
+from decimal import Decimal
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -15,10 +16,11 @@ from dashboard.events import ROLE_ENV
 from decisions.models import Mode
 from decisions.selectors import trading_config_get
 from execution.engine import cycle_run
+from execution.models import EquityPoint
 from market.ingest import candles_upsert
 from market.services import instrument_ensure
 
-FILE = "binance_usdm_BTCUSDT_5m_2025-07-04_2025-12-31.csv.gz"
+FILE = "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -29,11 +31,11 @@ def _market(data_dir, bars: int) -> list[datetime]:
     instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
     instrument.is_active = True
     instrument.save()
-    candles_upsert(instrument_id=instrument.pk, timeframe="5m", frame=frame)
+    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=frame)
     config = trading_config_get()
     config.mode = Mode.ON
     config.save()
-    return [datetime.fromtimestamp((int(t) + 300_000) / 1000, tz=timezone.utc) for t in frame["open_time_ms"][300:]]
+    return [datetime.fromtimestamp((int(t) + 900_000) / 1000, tz=timezone.utc) for t in frame["open_time_ms"][300:]]
 
 
 async def _client() -> WebsocketCommunicator:
@@ -62,7 +64,8 @@ async def test_cycle_on_real_candles_reaches_websocket_client(market_data_dir):
     seen = await _events_until(communicator, {"snapshot", "decision", "price", "equity"})
     assert seen["decision"]["as_of"].startswith(closes[0].strftime("%Y-%m-%dT%H:%M"))
     assert seen["decision"]["action"] in {"LONG", "SHORT", "FLAT"}
-    assert seen["equity"]["equity_usdt"] == "10000.0000000000"
+    stored = await database_sync_to_async(EquityPoint.objects.get)(ts=closes[0])
+    assert Decimal(seen["equity"]["equity_usdt"]) == stored.equity_usdt
     await communicator.disconnect()
 
 

@@ -2,7 +2,13 @@ from decimal import Decimal as D
 
 import pytest
 
-from decisions.risk.gates import GateResult, check_daily_loss, check_no_open_position, first_block
+from decisions.risk.gates import (
+    GateResult,
+    check_costs_vs_target,
+    check_daily_loss,
+    check_no_open_position,
+    first_block,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,3 +32,17 @@ def test_first_block_returns_first_blocking_gate():
     gates = [GateResult("a", "allow", ""), check_no_open_position(True), GateResult("c", "block", "")]
 
     assert first_block(gates).name == "one_position"
+
+
+@pytest.mark.parametrize(
+    "target, verdict",
+    [
+        (D("101"), "allow"),    # 1 % target, 0.1 % round trip = 10 % of it
+        (D("100.3"), "block"),  # 0.3 % target: costs are a third of the move
+        (D("99"), "allow"),     # a short's target below entry counts the same
+    ],
+)
+def test_check_costs_vs_target_quarter_limit(target, verdict):
+    gate = check_costs_vs_target(D("100"), target, D("0.0004"), D("1"), D("0.25"))
+
+    assert gate.verdict == verdict
