@@ -1,8 +1,6 @@
 """Bulk writes of market data: idempotent upserts that a re-run or a resume cannot duplicate."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
@@ -29,58 +27,93 @@ def ms_to_db_datetimes(open_time_ms: np.ndarray) -> list[str]:
     return [t.replace("T", " ").removesuffix(".000000") for t in text]
 
 
-def _cell(value):
-    if value is None:
-        return None
-    if isinstance(value, float):
-        return None if math.isnan(value) else repr(value)
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (np.floating,)):
-        return None if np.isnan(value) else repr(float(value))
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, str) and value == "":
-        return None
-    return value
+def numeric_text(series: pd.Series) -> list[str | None]:
+    """Return each value as plain decimal text (None when missing); raise ValueError on a non-number.
+
+    Strings are kept as written (no float round trip), after checking they parse as finite
+    numbers; floats are written with repr, which round-trips exactly.
+    """
+    if series.dtype.kind in "iu":
+        return [str(v) for v in series.tolist()]
+    if series.dtype.kind == "f":
+        return [None if v != v else repr(v) for v in series.tolist()]
+    text = series.astype(object).where(series.notna(), None).tolist()
+    text = [None if v is None or v == "" else (v if isinstance(v, str) else repr(v)) for v in text]
+    present = [v for v in text if v is not None]
+    if present:
+        parsed = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(parsed)
+        if bad.any():
+            raise ValueError(f"column {series.name!r}: {present[int(np.argmax(bad))]!r} is not a finite number")
+    return text
 
 
-def _upsert(table: str, key_columns: list[str], value_columns: list[str], rows: list[tuple]) -> None:
-    columns = key_columns + value_columns
-    names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    marks = ", ".join(["%s"] * len(columns))
+def _columns(frame: pd.DataFrame, names: list[str]) -> list[list[str | None]]:
+    return [numeric_text(frame[name].rename(name)) for name in names]
+
+
+def _upsert_sql_tail(key_columns: list[str], value_columns: list[str]) -> str:
     qn = connection.ops.quote_name
     if connection.vendor == "mysql":
-        updates = ", ".join(f"{qn(c)} = VALUES({qn(c)})" for c in value_columns)
-        tail = f"ON DUPLICATE KEY UPDATE {updates}"
-    else:  # sqlite and postgresql share the ON CONFLICT form
-        updates = ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in value_columns)
-        tail = f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) DO UPDATE SET {updates}"
-    sql = f"INSERT INTO {qn(table)} ({names}) VALUES ({marks}) {tail}"
+        return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{qn(c)} = VALUES({qn(c)})" for c in value_columns)
+    updates = ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in value_columns)
+    return f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) DO UPDATE SET {updates}"
+
+
+def _upsert(table: str, keys: dict[str, object], times: list[str], time_column: str,
+            value_columns: list[str], values: list[list[str | None]]) -> None:
+    """Write rows of (*keys, time, *values); keys are the same for every row of one call."""
+    qn = connection.ops.quote_name
+    key_columns = [*keys, time_column]
+    names = ", ".join(qn(c) for c in key_columns + value_columns)
+    head = f"INSERT INTO {qn(table)} ({names}) VALUES "
+    tail = " " + _upsert_sql_tail(key_columns, value_columns)
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), _BATCH_ROWS):
-            cursor.executemany(sql, rows[start:start + _BATCH_ROWS])
+        if connection.vendor == "mysql":
+            _write_literal(cursor, head, tail, list(keys.values()), times, values)
+        else:
+            marks = "(" + ", ".join(["%s"] * (len(key_columns) + len(value_columns))) + ")"
+            fixed = tuple(keys.values())
+            rows = [(*fixed, t, *v) for t, *v in zip(times, *values)]
+            for start in range(0, len(rows), _BATCH_ROWS):
+                cursor.executemany(head + marks + tail, rows[start:start + _BATCH_ROWS])
+
+
+def _write_literal(cursor, head: str, tail: str, key_values: list, times: list[str],
+                   values: list[list[str | None]]) -> None:
+    # mysqlclient escapes every parameter in Python, which costs more than the server's work;
+    # every value here is checked numeric text or a timestamp this module formatted, so the
+    # rows can go in as literals. Key values are quoted through the driver once per call.
+    prefix = "(" + ", ".join(_key_literal(v) for v in key_values) + ", '"
+    columns = [[v if v is not None else "NULL" for v in column] for column in values]
+    rows = [prefix + t + "', " + ", ".join(cells) + ")" for t, *cells in zip(times, *columns)]
+    for start in range(0, len(rows), _BATCH_ROWS):
+        cursor.execute(head + ", ".join(rows[start:start + _BATCH_ROWS]) + tail)
+
+
+def _key_literal(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return connection.connection.literal(str(value)).decode()
 
 
 def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -> int:
     """Insert or update candles; return how many new rows the table gained.
 
     `frame` has an int64 `open_time_ms` column and the CANDLE_COLUMNS (decimal strings,
-    floats or missing; only the OHLCV five are required). Runs in one transaction.
+    numbers or missing; only the OHLCV five are required). Runs in one transaction.
+    Raises ValueError, writing nothing, when a value is not a finite number.
     """
     if frame.empty:
         return 0
     columns = [c for c in CANDLE_COLUMNS if c in frame.columns]
+    values = _columns(frame, columns)
     times = ms_to_db_datetimes(frame["open_time_ms"].to_numpy())
-    values = frame[columns].astype(object).to_numpy()
-    rows = [
-        (instrument_id, timeframe, t, *[_cell(v) for v in row])
-        for t, row in zip(times, values)
-    ]
     existing = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe)
     with transaction.atomic():
         before = existing.count()
-        _upsert(Candle._meta.db_table, ["instrument_id", "timeframe", "open_time"], columns, rows)
+        _upsert(Candle._meta.db_table, {"instrument_id": int(instrument_id), "timeframe": timeframe},
+                times, "open_time", columns, values)
         return existing.count() - before
 
 
@@ -92,11 +125,12 @@ def derivatives_upsert(*, instrument_id: int, kind: str, period: str, frame: pd.
     if frame.empty:
         return 0
     columns = [c for c in DERIVATIVE_COLUMNS if c in frame.columns]
+    values = _columns(frame, columns)
     times = ms_to_db_datetimes(frame["ts_ms"].to_numpy())
-    values = frame[columns].astype(object).to_numpy()
-    rows = [(instrument_id, kind, period, t, *[_cell(v) for v in row]) for t, row in zip(times, values)]
     existing = DerivativesSample.objects.filter(instrument_id=instrument_id, kind=kind, period=period)
     with transaction.atomic():
         before = existing.count()
-        _upsert(DerivativesSample._meta.db_table, ["instrument_id", "kind", "period", "ts"], columns, rows)
+        _upsert(DerivativesSample._meta.db_table,
+                {"instrument_id": int(instrument_id), "kind": kind, "period": period},
+                times, "ts", columns, values)
         return existing.count() - before
