@@ -14,7 +14,8 @@ env = environ.Env(
     DEBUG=(bool, False),
     ALLOWED_HOSTS=(list, ["localhost", "127.0.0.1", "[::1]"]),
 )
-environ.Env.read_env(BASE_DIR / ".env")
+# ENV_FILE lets tests and tools read another file (or none) instead of .env.
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
 
 # A missing key is a configuration error outside DEBUG; the run script writes one into .env.
 SECRET_KEY = env("SECRET_KEY", default="insecure-dev-key-change-me" if env("DEBUG") else None)
