@@ -9,7 +9,8 @@ class TradingConfigAdmin(admin.ModelAdmin):
                     "daily_loss_limit_fraction", "max_leverage", "updated_at"]
     fieldsets = [
         ("Routing", {"fields": ["mode", "paused"]}),
-        ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period"]}),
+        ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period",
+                                  "allow_data_gaps"]}),
         ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
         ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage",
                               "max_cost_to_target_fraction"]}),

@@ -54,6 +54,9 @@ class TradingConfig(models.Model):
         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1"))],
         help_text="skip a trade whose round-trip fees and slippage exceed this share of the target move",
     )
+    allow_data_gaps = models.BooleanField(
+        default=False, help_text="decide even when candles are missing inside the analysed window",
+    )
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
     updated_at = models.DateTimeField(auto_now=True)

@@ -27,6 +27,7 @@ from execution import services as execution
 from execution.models import Account
 from execution.oms import OrderRejected
 from execution.selectors import day_start_equity, equity_now, position_get_open
+from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,14 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     if len(bars) < min_bars(params):
         logger.info("%s: %d bars, need %d; no decision", instrument, len(bars), min_bars(params))
         return None
-    snapshot = build_snapshot(bars, params)
-    as_of = ms_to_datetime(snapshot.as_of_ms)
+    as_of = ms_to_datetime(int(bars.open_time_ms[-1]) + bars.timeframe_ms)
     existing = Decision.objects.filter(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of).first()
     if existing is not None:
         return existing
+    gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
+    if gap is not None:
+        return _decision_blocked_by_gap(instrument, config, as_of, gap)
+    snapshot = build_snapshot(bars, params)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
@@ -113,6 +117,32 @@ def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
     return replace(signal, entry_price=round_to_tick(signal.entry_price, tick),
                    stop_price=round_to_tick(signal.stop_price, tick),
                    target_price=round_to_tick(signal.target_price, tick))
+
+
+def _window_gap(instrument: Instrument, timeframe: str, bars) -> str | None:
+    """Return why the analysed window cannot be trusted (a named gap), or None when complete."""
+    start = int(bars.open_time_ms[0])
+    end = int(bars.open_time_ms[-1]) + bars.timeframe_ms
+    try:
+        require_complete(f"{instrument.exchange_symbol} {timeframe} candles", bars.open_time_ms,
+                         bars.timeframe_ms, start, end)
+    except SeriesGapError as exc:
+        return str(exc)
+    return None
+
+
+def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_of: datetime, gap: str) -> Decision:
+    try:
+        with transaction.atomic():
+            decision = Decision.objects.create(
+                instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of, action="FLAT",
+                mode=config.mode, outcome=Decision.Outcome.BLOCKED, reason=f"data gap: {gap}"[:255],
+                gates=[{"name": "data_complete", "verdict": "block", "reason": gap}],
+            )
+    except IntegrityError:
+        return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
+    broadcast_on_commit("decision", decision_payload(decision))
+    return decision
 
 
 def _execute(decision: Decision, account: Account, config: TradingConfig, now: datetime) -> None:

@@ -106,3 +106,30 @@ def test_pipeline_daily_loss_limit_blocks_new_entries(btc_15m):
     blocked = Decision.objects.filter(outcome="blocked")
     assert blocked.exists()
     assert "daily_loss" in blocked.first().reason
+
+
+def test_pipeline_gap_in_window_blocks_decision_and_names_the_gap(btc_15m):
+    instrument, frame = btc_15m
+    hole = datetime.fromtimestamp(int(frame["open_time_ms"].iloc[250]) / 1000, tz=timezone.utc)
+    instrument.candles.filter(open_time=hole).delete()
+    now = next(_close_times(frame))
+
+    cycle_run(now=now, decide=True)
+
+    decision = Decision.objects.get()
+    assert decision.outcome == "blocked"
+    assert decision.reason.startswith("data gap: BTCUSDT 15m candles: 1 missing rows in the window, first gap")
+    assert hole.strftime("%Y-%m-%d %H:%M") in decision.reason
+
+
+def test_pipeline_gap_allowed_by_config_still_decides(btc_15m):
+    instrument, frame = btc_15m
+    hole = datetime.fromtimestamp(int(frame["open_time_ms"].iloc[250]) / 1000, tz=timezone.utc)
+    instrument.candles.filter(open_time=hole).delete()
+    config = trading_config_get()
+    config.allow_data_gaps = True
+    config.save()
+
+    cycle_run(now=next(_close_times(frame)), decide=True)
+
+    assert Decision.objects.get().outcome != "blocked"
