@@ -9,7 +9,8 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 
 from analytics.selectors import bars_load
-from analytics.services import ms_to_datetime, snapshot_record
+from analytics.models import Flow
+from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
@@ -85,6 +86,9 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     snapshot = build_snapshot(bars, params)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
+    flow = _flow(instrument, as_of, config.decision_timeframe)
+    if flow is not None:
+        signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
     quantity = None
     if signal.action != "FLAT":
@@ -105,6 +109,8 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
+    if flow is not None:
+        broadcast_on_commit("flow", flow_payload(flow))
     if outcome == Decision.Outcome.EXECUTED:
         _execute(decision, account, config, now)
     broadcast_on_commit("decision", decision_payload(decision))
@@ -117,6 +123,21 @@ def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
     return replace(signal, entry_price=round_to_tick(signal.entry_price, tick),
                    stop_price=round_to_tick(signal.stop_price, tick),
                    target_price=round_to_tick(signal.target_price, tick))
+
+
+def _flow(instrument: Instrument, as_of: datetime, timeframe: str) -> Flow | None:
+    """Return the flow view as of the decision's bar; a failure is logged and does not stop the cycle."""
+    try:
+        return flow_run(instrument=instrument, as_of=as_of, candle_timeframe=timeframe)
+    except Exception:  # flow_run is atomic: nothing half-saved; the next cycle runs it again
+        logger.exception("flow for %s as of %s failed", instrument, as_of)
+        return None
+
+
+def _flow_line(flow: Flow) -> str:
+    warnings = ", ".join(w["name"] for w in flow.warnings) or "no warnings"
+    return (f"flow: crowd bias {flow.crowd_bias:+.2f}, trap {flow.trap_index:.2f}, "
+            f"risk {flow.global_risk_score:.0f}/100 ({warnings})")
 
 
 def _window_gap(instrument: Instrument, timeframe: str, bars) -> str | None:
@@ -164,3 +185,10 @@ def decision_payload(decision: Decision) -> dict:
             "reason": decision.reason, "rationale": decision.rationale, "gates": decision.gates,
             "entry_price": decision.entry_price, "stop_price": decision.stop_price,
             "target_price": decision.target_price, "quantity": decision.quantity}
+
+
+def flow_payload(flow: Flow) -> dict:
+    """Return the JSON shape of a flow view (the btc_flow.json export uses it too)."""
+    return {"instrument": str(flow.instrument), "as_of": flow.as_of, "crowd_bias": flow.crowd_bias,
+            "trap_index": flow.trap_index, "global_risk_score": flow.global_risk_score,
+            "warnings": flow.warnings, "parts": flow.parts, "inputs": flow.inputs}
