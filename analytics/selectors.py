@@ -4,10 +4,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
+import pandas as pd
 
-from analytics.snapshot import Bars
-from market.models import Candle, Instrument
+from analytics.features.mtf import TIMEFRAMES
+from analytics.snapshot import Bars, Context
+from market.models import Candle, Instrument, OrderBookSnapshot
+from market.resample import resample
 from market.timeframes import timeframe_ms
+
+# Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
+MAX_RESAMPLE_SOURCE_BARS = 7_000
 
 
 def bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int) -> Bars:
@@ -21,9 +27,45 @@ def bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: i
         .values_list("open_time", "open", "high", "low", "close", "volume")[:count]
     )
     rows.reverse()
-    if not rows:
-        empty = np.array([], dtype=float)
-        return Bars(np.array([], dtype=np.int64), empty, empty, empty, empty, empty, step_ms)
+    return _bars_from_rows(rows, step_ms)
+
+
+def _bars_from_rows(rows: list, step_ms: int) -> Bars:
     times = np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64)
-    values = np.array([[float(v) for v in r[1:]] for r in rows], dtype=float)
+    values = np.array([[float(v) for v in r[1:]] for r in rows], dtype=float).reshape(-1, 5)
     return Bars(times, values[:, 0], values[:, 1], values[:, 2], values[:, 3], values[:, 4], step_ms)
+
+
+def _resampled(bars: Bars, source: str, target: str) -> Bars:
+    frame = pd.DataFrame({"open_time_ms": bars.open_time_ms, "open": bars.open, "high": bars.high,
+                          "low": bars.low, "close": bars.close, "volume": bars.volume})
+    # complete_only: a bucket is kept only when every source bar exists, so it has closed.
+    out = resample(frame, source, target, complete_only=True)
+    return Bars(out["open_time_ms"].to_numpy(dtype=np.int64), *(out[c].to_numpy(dtype=float)
+                for c in ("open", "high", "low", "close", "volume")), timeframe_ms(target))
+
+
+def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_per_view: int = 60,
+                 book_max_age: timedelta = timedelta(minutes=2)) -> Context:
+    """Return closed bars of each multi-timeframe view and the latest fresh order book as of `now`.
+
+    A view with too few stored candles is resampled from the decision timeframe's candles.
+    """
+    higher = {}
+    for target in TIMEFRAMES:
+        if timeframe_ms(target) < timeframe_ms(timeframe):
+            continue
+        stored = bars_load(instrument=instrument, timeframe=target, now=now, count=bars_per_view)
+        if len(stored) < bars_per_view // 2 and target != timeframe:
+            ratio = timeframe_ms(target) // timeframe_ms(timeframe)
+            source = bars_load(instrument=instrument, timeframe=timeframe, now=now,
+                               count=min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
+            resampled = _resampled(source, timeframe, target) if len(source) else stored
+            stored = resampled if len(resampled) > len(stored) else stored
+        higher[target] = stored
+    book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)
+            .order_by("-ts").values_list("bids", "asks").first())
+    if book is None:
+        return Context(higher=higher)
+    bids, asks = (np.array([[float(p), float(q)] for p, q in side], dtype=float).reshape(-1, 2) for side in book)
+    return Context(higher=higher, book_bids=bids, book_asks=asks)

@@ -1,14 +1,29 @@
-"""Build a market snapshot from bars. Pure: no Django, no I/O, no clock."""
+"""Build a market snapshot from bars. Pure: no Django, no I/O, no clock.
+
+The snapshot is what the analysts see at the close of a bar: volatility, structure, momentum,
+classic indicators, sessions, fair-value gaps, order-book imbalance and the multi-timeframe
+view. Every value comes from the whole-history feature functions evaluated at the last bar, so
+it equals what the incremental (live) paths give for that bar.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from analytics.features import fvg as fvg_mod
+from analytics.features.indicators import bollinger, ema, macd, rsi, volume_zscore
 from analytics.features.momentum import momentum
-from analytics.features.structure import market_structure
-from analytics.features.volatility import atr
+from analytics.features.mtf import TIMEFRAMES, MtfParams, mtf_score
+from analytics.features.obi import obi
+from analytics.features.sessions import SESSIONS, session_names, sessions
+from analytics.features.structure import market_structure, structure_series
+from analytics.features.volatility import atr, atr_percentile, realised_volatility
+
+_TREND = {1: "up", 0: "range", -1: "down"}
+_BOS = {1: "bullish", 0: "", -1: "bearish"}
+_GAP_STATE = {1: "fresh", 2: "partially filled"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,26 @@ class SnapshotParams:
     atr_period: int = 14
     pivot_length: int = 3
     momentum_period: int = 12
+    atr_percentile_window: int = 200
+    realised_vol_window: int = 30
+    rsi_period: int = 14
+    ema_fast: int = 21
+    ema_slow: int = 55
+    bollinger_period: int = 20
+    bollinger_k: float = 2.0
+    volume_z_window: int = 20
+    fvg_max_open: int = 50
+    obi_band_bps: float = 10.0
+    mtf: MtfParams = field(default_factory=MtfParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a snapshot may use besides the bars: closed higher-timeframe bars and the book."""
+
+    higher: dict[str, Bars] = field(default_factory=dict)   # keyed by "15m", "1h", ... (closed bars only)
+    book_bids: np.ndarray | None = None                     # (levels, 2) price, qty
+    book_asks: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +89,26 @@ class MarketSnapshot:
     roc_atr: float
     range_expansion: float
     volume_ratio: float
+    extra: dict = field(default_factory=dict)   # every further feature, JSON-safe
 
     def features(self) -> dict:
-        """Return every feature as a JSON-safe dict (NaN becomes None)."""
+        """Return every feature as a flat JSON-safe dict (NaN becomes None)."""
         out = asdict(self)
+        extra = out.pop("extra")
         out["structure_labels"] = list(self.structure_labels)
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+        return _json_safe({**out, **extra})
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def min_bars(params: SnapshotParams) -> int:
@@ -67,15 +116,96 @@ def min_bars(params: SnapshotParams) -> int:
     return max(params.atr_period, params.momentum_period + 1, 2 * params.pivot_length + 1) + 1
 
 
-def build_snapshot(bars: Bars, params: SnapshotParams) -> MarketSnapshot:
+def _last(values: np.ndarray) -> float:
+    return float(values[-1]) if len(values) else float("nan")
+
+
+def _indicators(bars: Bars, params: SnapshotParams) -> dict:
+    bands = bollinger(bars.close, params.bollinger_period, params.bollinger_k)
+    lines = macd(bars.close)
+    return {
+        "rsi": _last(rsi(bars.close, params.rsi_period)),
+        "ema_fast": _last(ema(bars.close, params.ema_fast)),
+        "ema_slow": _last(ema(bars.close, params.ema_slow)),
+        "macd": _last(lines.line), "macd_signal": _last(lines.signal), "macd_histogram": _last(lines.histogram),
+        "bollinger_upper": _last(bands.upper), "bollinger_lower": _last(bands.lower),
+        "bollinger_percent_b": _last(bands.percent_b), "bollinger_bandwidth": _last(bands.bandwidth),
+        "volume_zscore": _last(volume_zscore(bars.volume, params.volume_z_window)),
+    }
+
+
+def _volatility(bars: Bars, atr_series: np.ndarray, params: SnapshotParams) -> dict:
+    return {
+        "atr_percentile": _last(atr_percentile(atr_series, params.atr_percentile_window)),
+        "realised_vol_annual": _last(realised_volatility(bars.close, params.realised_vol_window, bars.timeframe_ms)),
+    }
+
+
+def _sessions(bars: Bars) -> dict:
+    series = sessions(bars.open_time_ms, bars.high, bars.low)
+    levels = {
+        s.name: {"high": series.high[-1, j], "low": series.low[-1, j],
+                 "prev_high": series.prev_high[-1, j], "prev_low": series.prev_low[-1, j]}
+        for j, s in enumerate(SESSIONS)
+    }
+    return {"sessions_active": list(session_names(int(series.active[-1]))), "session_levels": levels,
+            "minutes_to_next_session": float(series.minutes_to_next_open[-1])}
+
+
+def _fvg(bars: Bars, params: SnapshotParams) -> dict:
+    gaps = fvg_mod.fvg_series(bars.high, bars.low, bars.close, params.atr_period, params.fvg_max_open)
+
+    def side(prefix: str) -> dict | None:
+        state = int(getattr(gaps, f"{prefix}_state")[-1])
+        if state == 0:
+            return None
+        return {"bottom": float(getattr(gaps, f"{prefix}_bottom")[-1]), "top": float(getattr(gaps, f"{prefix}_top")[-1]),
+                "size_atr": float(getattr(gaps, f"{prefix}_size_atr")[-1]),
+                "age_bars": int(getattr(gaps, f"{prefix}_age")[-1]), "state": _GAP_STATE.get(state, str(state))}
+
+    return {"fvg_below": side("below"), "fvg_above": side("above"),
+            "fvg_open_below": int(gaps.open_below[-1]), "fvg_open_above": int(gaps.open_above[-1])}
+
+
+def _mtf(context: Context, params: SnapshotParams) -> dict:
+    trend = np.zeros(len(TIMEFRAMES), dtype=np.int8)
+    available = np.zeros(len(TIMEFRAMES), dtype=bool)
+    for j, timeframe in enumerate(TIMEFRAMES):
+        bars = context.higher.get(timeframe)
+        if bars is None or len(bars) < 2 * params.mtf.pivot_length + 2:
+            continue
+        series = structure_series(bars.high, bars.low, bars.close, params.mtf.pivot_length)
+        trend[j] = series.trend[-1]
+        available[j] = bool(series.high_label[-1] != 0 and series.low_label[-1] != 0)
+    raw, score, state = mtf_score(trend, available, params.mtf)
+    return {"mtf_trends": {tf: (_TREND[int(t)] if a else None) for tf, t, a in zip(TIMEFRAMES, trend, available)},
+            "mtf_raw": float(raw[0]), "mtf_score": float(score[0]),
+            "mtf_state": {1: "agree", 0: "neither", -1: "conflict"}[int(state[0])]}
+
+
+def _structure_detail(bars: Bars, params: SnapshotParams) -> dict:
+    series = structure_series(bars.high, bars.low, bars.close, params.pivot_length)
+    index = int(series.last_bos_index[-1])
+    return {"last_break_of_structure": _BOS[int(series.last_bos[-1])] or None,
+            "last_break_level": float(series.last_bos_level[-1]),
+            "last_break_bars_ago": len(bars) - 1 - index if index >= 0 else None}
+
+
+def build_snapshot(bars: Bars, params: SnapshotParams, context: Context | None = None) -> MarketSnapshot:
     """Return the snapshot as of the close of the last bar; raise ValueError on too few bars."""
     if len(bars) < min_bars(params):
         raise ValueError(f"need at least {min_bars(params)} bars for a snapshot, got {len(bars)}")
+    context = context or Context()
     atr_series = atr(bars.high, bars.low, bars.close, params.atr_period)
     atr_now = float(atr_series[-1])
     structure = market_structure(bars.high, bars.low, bars.close, params.pivot_length)
     mom = momentum(bars.close, bars.high, bars.low, bars.volume, atr_now, params.momentum_period)
     close = float(bars.close[-1])
+    extra = {**_volatility(bars, atr_series, params), **_indicators(bars, params), **_sessions(bars),
+             **_fvg(bars, params), **_structure_detail(bars, params), **_mtf(context, params),
+             "volume_confirmed": mom.volume_confirmed}
+    if context.book_bids is not None and context.book_asks is not None:
+        extra["obi"] = obi(context.book_bids, context.book_asks, params.obi_band_bps)
     return MarketSnapshot(
         as_of_ms=int(bars.open_time_ms[-1]) + bars.timeframe_ms,
         close=close,
@@ -90,4 +220,5 @@ def build_snapshot(bars: Bars, params: SnapshotParams) -> MarketSnapshot:
         roc_atr=mom.roc_atr,
         range_expansion=mom.range_expansion,
         volume_ratio=mom.volume_ratio,
+        extra=extra,
     )

@@ -11,6 +11,8 @@ class TradingConfigAdmin(admin.ModelAdmin):
         ("Routing", {"fields": ["mode", "paused"]}),
         ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period",
                                   "allow_data_gaps"]}),
+        ("Multi-timeframe weights (sum to 1)", {"fields": ["mtf_weight_15m", "mtf_weight_1h", "mtf_weight_4h",
+                                                          "mtf_weight_1d", "mtf_weight_1w"]}),
         ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
         ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage",
                               "max_cost_to_target_fraction"]}),

@@ -1,6 +1,7 @@
 """Trading configuration edited in the admin, and the journal of every decision."""
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -18,6 +19,10 @@ class Action(models.TextChoices):
     LONG = "LONG"
     SHORT = "SHORT"
     FLAT = "FLAT"
+
+
+UNIT = MinValueValidator(Decimal("0"))
+MTF_WEIGHT_FIELDS = ("mtf_weight_15m", "mtf_weight_1h", "mtf_weight_4h", "mtf_weight_1d", "mtf_weight_1w")
 
 
 class TradingConfig(models.Model):
@@ -54,6 +59,11 @@ class TradingConfig(models.Model):
         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1"))],
         help_text="skip a trade whose round-trip fees and slippage exceed this share of the target move",
     )
+    mtf_weight_15m = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.40"), validators=[UNIT])
+    mtf_weight_1h = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.25"), validators=[UNIT])
+    mtf_weight_4h = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.20"), validators=[UNIT])
+    mtf_weight_1d = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"), validators=[UNIT])
+    mtf_weight_1w = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.05"), validators=[UNIT])
     allow_data_gaps = models.BooleanField(
         default=False, help_text="decide even when candles are missing inside the analysed window",
     )
@@ -63,6 +73,12 @@ class TradingConfig(models.Model):
 
     class Meta:
         verbose_name = "trading configuration"
+
+    def clean(self):
+        total = sum((getattr(self, name) or Decimal(0)) for name in MTF_WEIGHT_FIELDS)
+        if total != Decimal("1"):
+            raise ValidationError({name: f"the multi-timeframe weights must sum to 1, they sum to {total}"
+                                   for name in MTF_WEIGHT_FIELDS})
 
     def __str__(self):
         return f"mode {self.mode}{' (paused)' if self.paused else ''}"

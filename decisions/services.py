@@ -8,13 +8,14 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from analytics.selectors import bars_load
+from analytics.features.mtf import MtfParams, MtfWeights
+from analytics.selectors import bars_load, context_load
 from analytics.models import Flow
 from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
-from decisions.models import Decision, Mode, TradingConfig
+from decisions.models import MTF_WEIGHT_FIELDS, Decision, Mode, TradingConfig
 from decisions.risk.gates import (
     GateResult,
     check_costs_vs_target,
@@ -36,7 +37,10 @@ logger = logging.getLogger(__name__)
 
 def snapshot_params(config: TradingConfig) -> SnapshotParams:
     """Return the frozen snapshot parameters of the admin-edited configuration."""
-    return SnapshotParams(config.atr_period, config.pivot_length, config.momentum_period)
+    weights = MtfWeights(*(float(getattr(config, name)) for name in MTF_WEIGHT_FIELDS))
+    return SnapshotParams(atr_period=config.atr_period, pivot_length=config.pivot_length,
+                          momentum_period=config.momentum_period,
+                          mtf=MtfParams(weights=weights, pivot_length=config.pivot_length))
 
 
 def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
@@ -83,7 +87,8 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
         return _decision_blocked_by_gap(instrument, config, as_of, gap)
-    snapshot = build_snapshot(bars, params)
+    context = context_load(instrument=instrument, timeframe=config.decision_timeframe, now=now)
+    snapshot = build_snapshot(bars, params, context)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
     flow = _flow(instrument, as_of, config.decision_timeframe)

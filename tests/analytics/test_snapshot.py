@@ -33,3 +33,40 @@ def test_min_bars_covers_every_feature_window():
     params = SnapshotParams(atr_period=30, pivot_length=3, momentum_period=12)
 
     assert min_bars(params) == 31
+
+
+def _real_bars(market_data_dir, n=2000):
+    import pandas as pd
+
+    frame = pd.read_csv(market_data_dir / "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz", nrows=n)
+    cols = [frame[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")]
+    return Bars(frame["open_time_ms"].to_numpy(dtype=np.int64), *cols, 900_000)
+
+
+def test_build_snapshot_real_candles_carries_every_feature(market_data_dir):
+    from analytics.selectors import _resampled
+    from analytics.snapshot import Context
+
+    bars = _real_bars(market_data_dir)
+    higher = {"15m": bars, **{tf: _resampled(bars, "15m", tf) for tf in ("1h", "4h", "1d")}}
+    book = np.array([[99.9, 5.0], [99.8, 1.0]]), np.array([[100.1, 1.0], [100.2, 1.0]])
+
+    features = build_snapshot(bars.upto(300), SnapshotParams(), Context(higher, *book)).features()
+
+    for key in ("atr_percentile", "realised_vol_annual", "rsi", "ema_fast", "ema_slow", "macd_histogram",
+                "bollinger_percent_b", "volume_zscore", "sessions_active", "session_levels",
+                "minutes_to_next_session", "fvg_below", "fvg_above", "last_break_of_structure",
+                "mtf_trends", "mtf_score", "mtf_state", "obi"):
+        assert key in features, key
+    assert 0 <= features["rsi"] <= 100
+    assert -1 <= features["mtf_score"] <= 1
+    assert features["obi"] == pytest.approx(5 / 6)  # within 10 bps of the 100.0 mid: 5 bid vs 1 ask
+    assert features["mtf_trends"]["1w"] is None  # no weekly bars given: not available, not guessed
+
+
+def test_build_snapshot_features_are_json_safe(market_data_dir):
+    import json
+
+    features = build_snapshot(_real_bars(market_data_dir, 120), SnapshotParams()).features()
+
+    assert json.loads(json.dumps(features, allow_nan=False)) == features

@@ -1,0 +1,35 @@
+from decimal import Decimal as D
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from decisions.models import TradingConfig
+from decisions.services import snapshot_params
+
+
+def test_trading_config_mtf_weights_must_sum_to_one():
+    config = TradingConfig(mtf_weight_15m=D("0.5"))
+
+    with pytest.raises(ValidationError, match="must sum to 1, they sum to 1.1"):
+        config.clean()
+
+
+def test_trading_config_default_mtf_weights_reach_the_snapshot():
+    params = snapshot_params(TradingConfig())
+
+    assert (params.mtf.weights.m15, params.mtf.weights.w1) == (0.40, 0.05)
+
+
+@pytest.mark.django_db
+def test_admin_rejects_weights_not_summing_to_one(admin_client):
+    config = TradingConfig.objects.create()
+    url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
+    form = {f.name: getattr(config, f.name) for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form.update(mtf_weight_1w="0.50")
+
+    response = admin_client.post(url, form)
+
+    assert response.status_code == 200
+    assert "must sum to 1" in response.content.decode()
+    config.refresh_from_db()
+    assert config.mtf_weight_1w == D("0.05")
