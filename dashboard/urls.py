@@ -1,7 +1,7 @@
 """Dashboard pages and their JSON and CSV endpoints."""
 from django.urls import path
 
-from dashboard import views
+from dashboard import views, views_inputs
 
 app_name = "dashboard"
 
@@ -10,4 +10,12 @@ urlpatterns = [
     path("equity/", views.equity, name="equity"),
     path("equity/data.json", views.equity_data, name="equity-data"),
     path("equity/export.csv", views.equity_export, name="equity-export"),
+    path("inputs/", views_inputs.inputs, name="inputs"),
+    path("inputs/sentiment/", views_inputs.sentiment_add, name="inputs-sentiment"),
+    path("inputs/uploads/<int:pk>/original", views_inputs.upload_original, name="inputs-original"),
+    path("inputs/<slug:kind>/preview/", views_inputs.upload_preview, name="inputs-preview"),
+    path("inputs/<slug:kind>/confirm/", views_inputs.upload_confirm, name="inputs-confirm"),
+    path("inputs/<slug:kind>/cancel/", views_inputs.upload_cancel, name="inputs-cancel"),
+    path("inputs/<slug:kind>/schema.json", views_inputs.upload_schema, name="inputs-schema"),
+    path("inputs/<slug:kind>/example.json", views_inputs.upload_example, name="inputs-example"),
 ]

@@ -10,9 +10,9 @@ from django.db import IntegrityError, transaction
 
 from analytics.features.mtf import MtfParams, MtfWeights
 from analytics.selectors import bars_load, context_load
-from analytics.models import Flow
+from analytics.models import Flow, Snapshot
 from analytics.services import flow_run, ms_to_datetime, snapshot_record
-from analytics.snapshot import SnapshotParams, build_snapshot, min_bars
+from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
 from decisions.models import MTF_WEIGHT_FIELDS, Decision, Mode, TradingConfig
@@ -75,10 +75,8 @@ def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quant
 def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> Decision | None:
     """Evaluate the last closed bar of `instrument` once; a repeat for the same bar returns the first."""
     config = trading_config_get()
-    params = snapshot_params(config)
-    bars = bars_load(instrument=instrument, timeframe=config.decision_timeframe, now=now, count=config.history_bars)
-    if len(bars) < min_bars(params):
-        logger.info("%s: %d bars, need %d; no decision", instrument, len(bars), min_bars(params))
+    bars = _bars(instrument, config, now)
+    if bars is None:
         return None
     as_of = ms_to_datetime(int(bars.open_time_ms[-1]) + bars.timeframe_ms)
     existing = Decision.objects.filter(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of).first()
@@ -87,19 +85,14 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
         return _decision_blocked_by_gap(instrument, config, as_of, gap)
-    context = context_load(instrument=instrument, timeframe=config.decision_timeframe, now=now)
-    snapshot = build_snapshot(bars, params, context)
+    snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
     flow = _flow(instrument, as_of, config.decision_timeframe)
     if flow is not None:
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
-    quantity = None
-    if signal.action != "FLAT":
-        quantity = size_position(SizingInput(
-            equity_now(account=account, now=now), config.risk_per_trade_fraction, signal.entry_price,
-            signal.stop_price, instrument.step_size, instrument.min_notional, config.max_leverage))
+    quantity = _quantity(signal, config, account, instrument, now)
     outcome, reason = _route(signal, gates, config, quantity)
     try:
         with transaction.atomic():
@@ -113,13 +106,54 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
             )
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
-    broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
-    if flow is not None:
-        broadcast_on_commit("flow", flow_payload(flow))
+    _publish(instrument, snapshot, flow)
     if outcome == Decision.Outcome.EXECUTED:
         _execute(decision, account, config, now)
     broadcast_on_commit("decision", decision_payload(decision))
     return decision
+
+
+def _bars(instrument: Instrument, config: TradingConfig, now: datetime):
+    bars = bars_load(instrument=instrument, timeframe=config.decision_timeframe, now=now, count=config.history_bars)
+    needed = min_bars(snapshot_params(config))
+    if len(bars) < needed:
+        logger.info("%s: %d bars, need %d; no analysis", instrument, len(bars), needed)
+        return None
+    return bars
+
+
+def snapshot_build(*, instrument: Instrument, config: TradingConfig, now: datetime, bars) -> MarketSnapshot:
+    """Return the snapshot of `bars` with its point-in-time context (higher timeframes, book)."""
+    context = context_load(instrument=instrument, timeframe=config.decision_timeframe, now=now)
+    return build_snapshot(bars, snapshot_params(config), context)
+
+
+def analytics_record(*, instrument: Instrument, now: datetime) -> tuple[Snapshot, Flow] | None:
+    """Store the snapshot of the last closed bar and the flow as of `now`, together or not at all."""
+    config = trading_config_get()
+    bars = _bars(instrument, config, now)
+    if bars is None:
+        return None
+    snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
+    with transaction.atomic():  # both or neither: a failed flow leaves no lone snapshot behind
+        row = snapshot_record(instrument=instrument, timeframe=config.decision_timeframe, snapshot=snapshot)
+        flow = flow_run(instrument=instrument, as_of=now, candle_timeframe=config.decision_timeframe)
+        _publish(instrument, snapshot, flow)
+    return row, flow
+
+
+def _publish(instrument: Instrument, snapshot: MarketSnapshot, flow: Flow | None) -> None:
+    broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
+    if flow is not None:
+        broadcast_on_commit("flow", flow_payload(flow))
+
+
+def _quantity(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime):
+    if signal.action == "FLAT":
+        return None
+    return size_position(SizingInput(
+        equity_now(account=account, now=now), config.risk_per_trade_fraction, signal.entry_price,
+        signal.stop_price, instrument.step_size, instrument.min_notional, config.max_leverage))
 
 
 def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:

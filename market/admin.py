@@ -1,14 +1,24 @@
 """Admin for market data: instruments are edited; recorded market rows are read-only."""
+from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.http import content_disposition_header
 
 from market.gaps import format_summary
 from market.importer import gap_report
+from market.manual import selectors as manual_selectors
+from market.manual import services as manual_services
 from market.models import (
     Candle,
     DerivativesSample,
     EtfFlow,
     Instrument,
     LiquidationZone,
+    ManualUpload,
     OrderBookSnapshot,
     SentimentInput,
 )
@@ -102,19 +112,121 @@ class LiquidationZoneAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class SentimentStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("current", "current"), ("superseded", "superseded by a correction")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("current", "superseded"):
+            return queryset.filter(superseded_at__isnull=self.value() == "current")
+        return queryset
+
+
+class SentimentInputForm(forms.ModelForm):
+    def clean(self):
+        data = super().clean()
+        known_at, valid_until = data.get("known_at"), data.get("valid_until")
+        if known_at and known_at > timezone.now():
+            self.add_error("known_at", "known_at is in the future; it may be earlier than now, never later")
+        if known_at and valid_until and valid_until <= known_at:
+            self.add_error("valid_until", "valid_until must be after known_at")
+        return data
+
+
 @admin.register(SentimentInput)
 class SentimentInputAdmin(admin.ModelAdmin):
-    """Readings are appended, never edited: a change is a new reading (the model's contract)."""
+    """Readings are editable with history: saving a change stores a correction and keeps the old row."""
 
-    list_display = ["known_at", "asset", "score", "source", "valid_until", "created_by", "created_at"]
-    list_filter = ["asset", "source"]
+    list_display = ["known_at", "asset", "score", "source", "valid_until", "created_by", "created_at",
+                    "superseded_at"]
+    form = SentimentInputForm
+    list_filter = [SentimentStatusFilter, "asset", "source"]
     search_fields = ["source", "note"]
     date_hierarchy = "known_at"
-    readonly_fields = ["created_by", "created_at"]
+    fields = ["asset", "score", "source", "note", "known_at", "valid_until", "created_by", "created_at",
+              "supersedes", "superseded_at", "history"]
+    readonly_fields = ["created_by", "created_at", "supersedes", "superseded_at", "history"]
 
     def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request, obj)
+        # A superseded version is history: only the latest version of a reading can be corrected.
+        if obj is not None and obj.superseded_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    @admin.display(description="history (newest first)")
+    def history(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        versions = manual_selectors.sentiment_history(obj)
+        rows = format_html_join("", "<tr><td><a href=\"{}\">#{}</a></td><td>{}</td><td>{}</td><td>{}</td>"
+                                    "<td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (reverse("admin:market_sentimentinput_change", args=[v.pk]), v.pk, v.score, v.source,
+             f"{v.known_at:%Y-%m-%d %H:%M}", v.created_by or "-", f"{v.created_at:%Y-%m-%d %H:%M}",
+             "current" if v.superseded_at is None else f"superseded {v.superseded_at:%Y-%m-%d %H:%M}")
+            for v in versions))
+        return format_html("<table><tr><th>row</th><th>score</th><th>source</th><th>known at</th><th>by</th>"
+                           "<th>recorded</th><th>status</th></tr>{}</table>", rows)
 
     def save_model(self, request, obj, form, change):
-        obj.created_by = obj.created_by or request.user
-        super().save_model(request, obj, form, change)
+        if not change:
+            obj.created_by = obj.created_by or request.user
+            return super().save_model(request, obj, form, change)
+        if not form.changed_data:
+            return None
+        original = SentimentInput.objects.get(pk=obj.pk)
+        correction = manual_services.sentiment_correct(
+            original=original, user=request.user, now=timezone.now(),
+            **{name: form.cleaned_data[name] for name in form.changed_data})
+        # The admin logs and redirects to `obj`: point it at the new version.
+        obj.pk, obj.created_by, obj.created_at = correction.pk, correction.created_by, correction.created_at
+        obj.supersedes_id = correction.supersedes_id
+
+
+@admin.register(ManualUpload)
+class ManualUploadAdmin(admin.ModelAdmin):
+    """Uploaded files are a record: viewable and downloadable, never edited or deleted here."""
+
+    list_display = ["uploaded_at", "kind", "filename", "size_bytes", "source", "known_at", "uploaded_by",
+                    "rows_created", "rows_updated", "rows_unchanged", "download"]
+    list_filter = ["kind"]
+    search_fields = ["filename", "sha256", "source"]
+    date_hierarchy = "uploaded_at"
+    exclude = ["content"]
+    readonly_fields = ["kind", "sha256", "filename", "size_bytes", "source", "known_at", "uploaded_by",
+                       "uploaded_at", "rows_created", "rows_updated", "rows_unchanged", "download"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("content").select_related("uploaded_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [path("<int:pk>/download/", download, name="market_manualupload_download"), *super().get_urls()]
+
+    @admin.display(description="original file")
+    def download(self, obj):
+        return format_html('<a href="{}">download</a>', reverse("admin:market_manualupload_download", args=[obj.pk]))
+
+    def download_view(self, request, pk):
+        upload = get_object_or_404(ManualUpload, pk=pk)
+        if not self.has_view_permission(request, upload):
+            return HttpResponse(status=403)
+        return original_file_response(upload)
+
+
+def original_file_response(upload: ManualUpload) -> HttpResponse:
+    """Return the upload's bytes as an attachment under its original name."""
+    response = HttpResponse(bytes(upload.content), content_type="application/json")
+    response["Content-Disposition"] = content_disposition_header(True, upload.filename)
+    return response

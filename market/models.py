@@ -152,9 +152,16 @@ class EtfFlow(models.Model):
     known_at = models.DateTimeField(help_text="when the figure became known")
     source = models.CharField(max_length=64, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # A revised figure is a new row; the old one stays, valid until the revision became known.
+    valid_until = models.DateTimeField(null=True, blank=True, help_text="when a revision replaced this figure")
+    upload = models.ForeignKey("ManualUpload", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="etf_flows")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["asset", "fund", "date"], name="uniq_etf_flow")]
+        constraints = [
+            # One row per revision: (asset, fund, date) repeats with a later known_at.
+            models.UniqueConstraint(fields=["asset", "fund", "date", "known_at"], name="uniq_etf_flow_revision"),
+        ]
         indexes = [models.Index(fields=["asset", "date"])]
         ordering = ["-date", "fund"]
 
@@ -178,6 +185,8 @@ class LiquidationZone(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=64, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    upload = models.ForeignKey("ManualUpload", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="liquidation_zones")
 
     class Meta:
         constraints = [
@@ -201,6 +210,10 @@ class SentimentInput(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A correction is a new row pointing at the one it replaces; the replaced row keeps its values.
+    supersedes = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="superseded_by")
+    superseded_at = models.DateTimeField(null=True, blank=True, help_text="when a correction replaced this row")
 
     class Meta:
         constraints = [
@@ -211,3 +224,33 @@ class SentimentInput(models.Model):
 
     def __str__(self):
         return f"{self.asset} {self.score} ({self.source})"
+
+
+class ManualUpload(models.Model):
+    """One uploaded file of manual inputs, kept byte for byte with who sent it and what it wrote."""
+
+    class Kind(models.TextChoices):
+        ETF_FLOWS = "etf_flows", "ETF flows"
+        LIQUIDATION_ZONES = "liquidation_zones", "liquidation zones"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    sha256 = models.CharField(max_length=64, help_text="hex digest of the file's bytes")
+    # The bytes live in the row, not in file storage, so a rolled-back upload leaves nothing behind.
+    content = models.BinaryField(editable=False)
+    filename = models.CharField(max_length=255)
+    size_bytes = models.PositiveIntegerField()
+    source = models.CharField(max_length=64, blank=True)
+    known_at = models.DateTimeField(help_text="when the file's figures became known")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="manual_uploads")
+    uploaded_at = models.DateTimeField()
+    rows_created = models.PositiveIntegerField(default=0)
+    rows_updated = models.PositiveIntegerField(default=0, help_text="stored rows this upload superseded")
+    rows_unchanged = models.PositiveIntegerField(default=0, help_text="rows already stored with the same value")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "sha256"], name="uniq_manual_upload")]
+        ordering = ["-uploaded_at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.filename} ({self.uploaded_at:%Y-%m-%d %H:%M})"

@@ -169,6 +169,9 @@ DATA_SOURCE = env("DATA_SOURCE", default="auto")
 REPLAY_SPEED_BARS_PER_SECOND = env.float("REPLAY_SPEED_BARS_PER_SECOND", default=2.0)
 DECISION_INTERVAL_MINUTES = env.int("DECISION_INTERVAL_MINUTES", default=5)
 
+# Manual JSON uploads (ETF flows, liquidation zones): larger files are refused with a clear message.
+MANUAL_UPLOAD_MAX_BYTES = env.int("MANUAL_UPLOAD_MAX_BYTES", default=1024 * 1024)
+
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

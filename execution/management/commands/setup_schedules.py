@@ -8,6 +8,7 @@ def schedules_ensure() -> list[str]:
     """Create or update every schedule by name; return their names."""
     wanted = {
         "market: update candles": ("market.tasks.candles_update_all", 1),
+        "analytics: snapshot and flow": ("decisions.tasks.analytics_run_all", min(5, settings.DECISION_INTERVAL_MINUTES)),
         "decisions: analyse and decide": ("decisions.tasks.decisions_run_all", settings.DECISION_INTERVAL_MINUTES),
         "execution: exits, equity and reconciliation": ("execution.tasks.execution_run_all", 1),
     }
