@@ -1,7 +1,10 @@
 """Admin for market data: instruments are edited; recorded market rows are read-only."""
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponse
+from django.template.response import TemplateResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
@@ -12,6 +15,7 @@ from market.gaps import format_summary
 from market.importer import gap_report
 from market.manual import selectors as manual_selectors
 from market.manual import services as manual_services
+from market.selectors import etf_coverage, instrument_coverage
 from market.models import (
     Candle,
     DerivativesSample,
@@ -42,12 +46,35 @@ class ReadOnlyMarketDataAdmin(admin.ModelAdmin):
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
     list_display = ["__str__", "exchange", "symbol", "exchange_symbol", "market_type", "data_source", "is_active",
-                    "tick_size", "step_size", "min_notional"]
+                    "tick_size", "step_size", "min_notional", "coverage_link"]
     list_filter = ["exchange", "market_type", "data_source", "is_active"]
     search_fields = ["symbol", "exchange_symbol", "base", "quote"]
     list_editable = ["is_active"]
     readonly_fields = ["created_at"]
     actions = ["gap_report_action"]
+
+    def get_urls(self):
+        coverage = self.admin_site.admin_view(self.coverage_view)
+        return [path("<int:pk>/coverage/", coverage, name="market_instrument_coverage"), *super().get_urls()]
+
+    @admin.display(description="coverage")
+    def coverage_link(self, obj):
+        return format_html('<a href="{}">coverage</a>', reverse("admin:market_instrument_coverage", args=[obj.pk]))
+
+    def coverage_view(self, request, pk: int):
+        """Show each stored series' share of expected rows per day and its gaps."""
+        instrument = get_object_or_404(Instrument, pk=pk)
+        days = int(request.GET.get("days") or 30)
+        end = timezone.now()
+        if request.GET.get("all"):
+            series = instrument_coverage(instrument)
+        else:
+            series = instrument_coverage(instrument, start=end - timedelta(days=days), end=end)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "instrument": instrument,
+                   "title": f"Coverage of {instrument}", "series": series, "days": days,
+                   "all": bool(request.GET.get("all")),
+                   "etf": etf_coverage(instrument.base, start=(end - timedelta(days=days)).date(), end=end.date())}
+        return TemplateResponse(request, "admin/market/instrument/coverage.html", context)
 
     @admin.action(description="Gap report of stored candles")
     def gap_report_action(self, request, queryset):

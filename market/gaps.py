@@ -17,6 +17,11 @@ class Gap:
     end_ms: int  # open time of the next present bar (exclusive end)
     missing_bars: int
 
+    @property
+    def start_utc(self) -> str:
+        """Return the first missing bar's open time as 'YYYY-MM-DD HH:MM' UTC."""
+        return format_ms(self.start_ms)
+
 
 @dataclass(frozen=True, slots=True)
 class GapSummary:

@@ -54,3 +54,19 @@ def test_coverage_report_command_prints_share_and_largest_gap(instrument):
     text = out.getvalue()
     assert "candles 1h: 95.8% of 48 expected rows present, 46 rows, 1 gaps" in text
     assert "largest gap 2025-07-01 10:00 (2 rows)" in text
+
+
+def test_admin_coverage_page_lists_series_share_and_gap(instrument, admin_client):
+    response = admin_client.get(f"/admin/market/instrument/{instrument.pk}/coverage/?all=1")
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "candles 1h" in body and "funding 8h" in body
+    assert "2025-07-01 10:00 (2)" in body
+    assert "96 %" in body  # 46 of 48 hourly candles
+
+
+def test_admin_instrument_list_links_to_coverage(instrument, admin_client):
+    body = admin_client.get("/admin/market/instrument/").content.decode()
+
+    assert f"/admin/market/instrument/{instrument.pk}/coverage/" in body
