@@ -134,6 +134,9 @@ def analytics_record(*, instrument: Instrument, now: datetime) -> tuple[Snapshot
     bars = _bars(instrument, config, now)
     if bars is None:
         return None
+    gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
+    if gap is not None:
+        raise SeriesGapError(gap)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     with transaction.atomic():  # both or neither: a failed flow leaves no lone snapshot behind
         row = snapshot_record(instrument=instrument, timeframe=config.decision_timeframe, snapshot=snapshot)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from decisions.services import analytics_record, decision_run
 from execution.services import account_ensure
+from market.coverage import SeriesGapError
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ def analytics_run_all(*, sleep=time.sleep) -> int:
             try:
                 analytics_record(instrument=instrument, now=now)
                 done += 1
+                break
+            except SeriesGapError as exc:  # retrying cannot fill a hole in the data: say which, skip
+                logger.warning("analytics for %s refused: %s", instrument, exc)
                 break
             except Exception:
                 logger.exception("analytics for %s failed (attempt %d of %d)", instrument, attempt, ATTEMPTS)

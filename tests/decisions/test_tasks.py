@@ -68,3 +68,13 @@ def test_analytics_run_all_stands_aside_when_engine_owns_clock(active, monkeypat
 
     assert tasks.analytics_run_all() == 0
     assert Snapshot.objects.count() == 0
+
+
+@time_machine.travel(NOW, tick=False)
+def test_analytics_run_all_refuses_window_with_gap_and_names_it(active, caplog):
+    active.candles.filter(open_time=datetime(2025, 7, 8, 9, 0, tzinfo=UTC)).delete()
+
+    assert tasks.analytics_run_all(sleep=lambda s: None) == 0
+
+    assert Snapshot.objects.count() == 0
+    assert "2025-07-08 09:00" in caplog.text and "missing rows in the window" in caplog.text
