@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.features.volatility import atr
+from analytics.features.volatility import AtrState, atr
 
 MAX_OPEN_GAPS = 50
 GAP_BULLISH, GAP_NONE, GAP_BEARISH = 1, 0, -1
@@ -211,27 +211,6 @@ def fvg_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period:
     )
 
 
-class _WilderAtr:
-    """Wilder's ATR one bar at a time, the same arithmetic as `volatility.atr`."""
-
-    def __init__(self, period: int) -> None:
-        self.period, self.value = period, float("nan")
-        self._prev_close: float | None = None
-        self._seed: list[float] = []
-
-    def update(self, high: float, low: float, close: float) -> float:
-        prev = close if self._prev_close is None else self._prev_close
-        tr = max(high - low, abs(high - prev), abs(low - prev))
-        self._prev_close = close
-        if self.value == self.value:
-            self.value = (self.value * (self.period - 1) + tr) / self.period
-        else:
-            self._seed.append(tr)
-            if len(self._seed) == self.period:
-                self.value, self._seed = float(np.mean(self._seed)), []
-        return self.value
-
-
 class _OpenGaps:
     """One side's open gaps in bullish terms: [formed, bottom, top, unfilled_top, size_atr], oldest first."""
 
@@ -270,7 +249,7 @@ class FvgState:
 
     def __init__(self, atr_period: int = 14, max_open: int = MAX_OPEN_GAPS) -> None:
         _check_cap(max_open)
-        self._atr = _WilderAtr(atr_period)
+        self._atr = AtrState(atr_period)
         self._bull, self._bear = _OpenGaps(max_open), _OpenGaps(max_open)
         self._back: deque = deque(maxlen=2)
         self._t = -1
