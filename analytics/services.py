@@ -1,18 +1,22 @@
 """Writes for the analytics stage."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import numpy as np
 from django.db import transaction
 
 from analytics.flow import DEFAULT_PARAMS, build_flow
 from analytics.flow.sentiment import NewsScoreSource
-from analytics.flow.types import FlowParams, FlowResult
+from analytics.flow.types import FlowInputs, FlowParams, FlowResult
 from analytics.inputs import flow_inputs_load
 from analytics.models import Flow, Snapshot
 from analytics.snapshot import MarketSnapshot
+from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
+from market.timeframes import timeframe_ms
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -56,7 +60,46 @@ def flow_record(*, instrument: Instrument, flow: FlowResult) -> Flow:
 
 
 def flow_run(*, instrument: Instrument, as_of: datetime, params: FlowParams = DEFAULT_PARAMS,
-             news: NewsScoreSource | None = None, candle_timeframe: str = "1h") -> Flow:
-    """Build the flow from what was known at `as_of` (aware UTC) and store it; nothing is stored on error."""
+             news: NewsScoreSource | None = None, candle_timeframe: str = "1h", allow_gaps: bool = False) -> Flow:
+    """Build the flow from what was known at `as_of` (aware UTC) and store it; nothing is stored on error.
+
+    A derivatives series or the candles with a hole in the last day (the window the changes and
+    the CVD need) is left out unless `allow_gaps`, and a `gap_in_input:<name>` warning names the gap.
+    """
     inputs = flow_inputs_load(instrument=instrument, as_of=as_of, params=params, candle_timeframe=candle_timeframe)
-    return flow_record(instrument=instrument, flow=build_flow(inputs, params, news))
+    gap_warnings = []
+    if not allow_gaps:
+        inputs, gap_warnings = _without_gappy_series(inputs, timeframe_ms(candle_timeframe))
+    with transaction.atomic():
+        row = flow_record(instrument=instrument, flow=build_flow(inputs, params, news))
+        if gap_warnings:
+            row.warnings = [*row.warnings, *gap_warnings]
+            row.save(update_fields=["warnings"])
+    return row
+
+
+GAP_CHECK_WINDOW_MS = 24 * 3_600_000
+
+
+def _without_gappy_series(inputs: FlowInputs, candle_step_ms: int) -> tuple[FlowInputs, list[dict]]:
+    """Return the inputs without any series that has a gap in the last day, and a warning for each."""
+    series = {
+        "funding": ([p.ts_ms for p in inputs.funding], 8 * 3_600_000),
+        "open_interest": ([p.ts_ms for p in inputs.open_interest], None),
+        "candles": ([p.open_time_ms for p in inputs.candles], candle_step_ms),
+    }
+    end = inputs.as_of_ms
+    drop, warnings = {}, []
+    for name, (times, step) in series.items():
+        if len(times) < 2:
+            continue  # missing or single: the engine already reports it as missing or stale
+        step = step or int(np.min(np.diff(times)))
+        start = max(end - GAP_CHECK_WINDOW_MS, times[0])
+        try:
+            # Up to the last sample: a missing newest sample is staleness, which the engine reports.
+            last = end - (end - times[-1]) % step
+            require_complete(name, np.array(times, dtype="int64"), step, start, last)
+        except SeriesGapError as exc:
+            drop[name] = ()
+            warnings.append({"name": f"gap_in_input:{name}", "detail": str(exc)})
+    return (replace(inputs, **drop) if drop else inputs), warnings

@@ -88,7 +88,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
-    flow = _flow(instrument, as_of, config.decision_timeframe)
+    flow = _flow(instrument, as_of, config)
     if flow is not None:
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
@@ -140,7 +140,8 @@ def analytics_record(*, instrument: Instrument, now: datetime) -> tuple[Snapshot
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     with transaction.atomic():  # both or neither: a failed flow leaves no lone snapshot behind
         row = snapshot_record(instrument=instrument, timeframe=config.decision_timeframe, snapshot=snapshot)
-        flow = flow_run(instrument=instrument, as_of=now, candle_timeframe=config.decision_timeframe)
+        flow = flow_run(instrument=instrument, as_of=now, candle_timeframe=config.decision_timeframe,
+                        allow_gaps=config.allow_data_gaps)
         _publish(instrument, snapshot, flow)
     return row, flow
 
@@ -167,10 +168,11 @@ def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
                    target_price=round_to_tick(signal.target_price, tick))
 
 
-def _flow(instrument: Instrument, as_of: datetime, timeframe: str) -> Flow | None:
+def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flow | None:
     """Return the flow view as of the decision's bar; a failure is logged and does not stop the cycle."""
     try:
-        return flow_run(instrument=instrument, as_of=as_of, candle_timeframe=timeframe)
+        return flow_run(instrument=instrument, as_of=as_of, candle_timeframe=config.decision_timeframe,
+                        allow_gaps=config.allow_data_gaps)
     except Exception:  # flow_run is atomic: nothing half-saved; the next cycle runs it again
         logger.exception("flow for %s as of %s failed", instrument, as_of)
         return None

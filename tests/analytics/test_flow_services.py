@@ -116,3 +116,31 @@ def test_flow_run_real_funding_and_open_interest_match_pandas():
     assert (statuses["funding"], statuses["open_interest"]) == ("ok", "ok")
     # (last - 30 d, last): the sample 30 days back is stamped a few ms later than the last one, so it counts.
     assert len(history) == 90
+
+
+@pytest.mark.django_db
+def test_flow_run_leaves_out_series_with_gap_and_names_it():
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from analytics.services import flow_run
+    from market.ingest import derivatives_upsert
+    from market.services import instrument_ensure
+
+    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
+    hour = 3_600_000
+    as_of = datetime(2025, 7, 10, 20, 0, tzinfo=UTC)
+    end_ms = int(as_of.timestamp() * 1000)
+    oi_times = [end_ms - k * 4 * hour for k in range(12, 0, -1) if k != 3]  # one 4h sample missing
+    derivatives_upsert(instrument_id=instrument.pk, kind="open_interest", period="4h", frame=pd.DataFrame(
+        {"ts_ms": oi_times, "open_interest": ["100"] * len(oi_times), "open_interest_value": ["1e7"] * len(oi_times)}))
+
+    flow = flow_run(instrument=instrument, as_of=as_of)
+    allowed = flow_run(instrument=instrument, as_of=as_of, allow_gaps=True)
+
+    names = [w["name"] for w in flow.warnings]
+    assert "gap_in_input:open_interest" in names
+    detail = next(w["detail"] for w in flow.warnings if w["name"] == "gap_in_input:open_interest")
+    assert "2025-07-10 08:00" in detail
+    assert "gap_in_input:open_interest" not in [w["name"] for w in allowed.warnings]
