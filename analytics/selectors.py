@@ -45,24 +45,24 @@ def _resampled(bars: Bars, source: str, target: str) -> Bars:
                 for c in ("open", "high", "low", "close", "volume")), timeframe_ms(target))
 
 
-def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_per_view: int = 60,
+def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_per_view: int = 30,
                  book_max_age: timedelta = timedelta(minutes=2)) -> Context:
     """Return closed bars of each multi-timeframe view and the latest fresh order book as of `now`.
 
-    A view with too few stored candles is resampled from the decision timeframe's candles.
+    A view with too few stored candles is resampled from the decision timeframe's candles, which
+    are loaded once for all such views.
     """
-    higher = {}
-    for target in TIMEFRAMES:
-        if timeframe_ms(target) < timeframe_ms(timeframe):
-            continue
-        stored = bars_load(instrument=instrument, timeframe=target, now=now, count=bars_per_view)
-        if len(stored) < bars_per_view // 2 and target != timeframe:
-            ratio = timeframe_ms(target) // timeframe_ms(timeframe)
-            source = bars_load(instrument=instrument, timeframe=timeframe, now=now,
-                               count=min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
-            resampled = _resampled(source, timeframe, target) if len(source) else stored
-            stored = resampled if len(resampled) > len(stored) else stored
-        higher[target] = stored
+    views = [tf for tf in TIMEFRAMES if timeframe_ms(tf) >= timeframe_ms(timeframe)]
+    higher = {tf: bars_load(instrument=instrument, timeframe=tf, now=now, count=bars_per_view) for tf in views}
+    thin = [tf for tf in views if tf != timeframe and len(higher[tf]) < bars_per_view // 2]
+    if thin:
+        ratio = max(timeframe_ms(tf) // timeframe_ms(timeframe) for tf in thin)
+        source = bars_load(instrument=instrument, timeframe=timeframe, now=now,
+                           count=min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
+        for target in thin:
+            resampled = _resampled(source, timeframe, target) if len(source) else higher[target]
+            if len(resampled) > len(higher[target]):
+                higher[target] = resampled
     book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)
             .order_by("-ts").values_list("bids", "asks").first())
     if book is None:

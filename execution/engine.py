@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from dashboard.events import broadcast_on_commit
 from decisions.selectors import trading_config_get
@@ -20,6 +21,12 @@ class CycleResult:
     decisions: int
     exits: int
     equity_usdt: str
+
+
+def on_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """Return `price` with as many decimals as the tick has (0.1 -> one), for display."""
+    places = max(0, -tick.normalize().as_tuple().exponent)
+    return price.quantize(Decimal(1).scaleb(-places))
 
 
 def is_decision_time(now: datetime, interval_minutes: int) -> bool:
@@ -47,6 +54,6 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
         price = last_close(instrument=instrument, now=now)
         if price is not None:
             broadcast_on_commit("price", {"instrument_id": instrument.pk, "instrument": str(instrument),
-                                              "price": price[0].quantize(instrument.tick_size), "ts": price[1]})
+                                              "price": on_tick(price[0], instrument.tick_size), "ts": price[1]})
     point = equity_record(account=account, now=now)
     return CycleResult(decisions, exits, str(point.equity_usdt))

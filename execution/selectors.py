@@ -1,12 +1,13 @@
 """Reads for the execution stage."""
 from __future__ import annotations
 
-from datetime import datetime, time, timezone as dt_timezone
+from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from execution.brokers.paper import position_pnl
 from execution.models import Account, EquityPoint, Position
 from market.models import Candle, Instrument
+from market.timeframes import timeframe_ms
 
 
 def account_get(name: str = "paper") -> Account:
@@ -20,14 +21,17 @@ def position_get_open(*, account: Account, instrument: Instrument) -> Position |
 
 
 def last_close(*, instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
-    """Return the last closed price at or before `now` (any timeframe, freshest bar wins)."""
-    row = (
-        Candle.objects.filter(instrument=instrument, open_time__lt=now)
-        .order_by("-open_time", "timeframe")
-        .values_list("close", "open_time")
-        .first()
-    )
-    return (row[0], row[1]) if row else None
+    """Return (close, close time) of the freshest bar of any timeframe that had closed by `now`."""
+    best = None
+    timeframes = Candle.objects.filter(instrument=instrument).values_list("timeframe", flat=True).distinct()
+    for timeframe in set(timeframes):
+        step = timedelta(milliseconds=timeframe_ms(timeframe))
+        # open_time + length <= now: a bar still forming at `now` must not mark anything.
+        row = (Candle.objects.filter(instrument=instrument, timeframe=timeframe, open_time__lte=now - step)
+               .order_by("-open_time").values_list("close", "open_time").first())
+        if row is not None and (best is None or row[1] + step > best[1]):
+            best = (row[0], row[1] + step)
+    return best
 
 
 def unrealized_pnl(*, account: Account, now: datetime) -> Decimal:

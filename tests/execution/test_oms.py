@@ -38,3 +38,10 @@ def test_apply_precision_reduce_only_exit_may_be_small():
     intent = _intent(quantity=D("0.001"), reduce_only=True, side="sell", leg="exit")
 
     assert apply_precision(intent, Precision(D("0.1"), D("0.001"), D("100")), D("60000")).quantity == D("0.001")
+
+
+def test_on_tick_shows_the_ticks_decimals():
+    from execution.engine import on_tick
+
+    assert str(on_tick(D("111008.7000000000"), D("0.1000000000"))) == "111008.7"
+    assert str(on_tick(D("3.1400000000"), D("1.0000000000"))) == "3"
