@@ -16,19 +16,15 @@ from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, m
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
 from decisions.models import MTF_WEIGHT_FIELDS, Decision, Mode, TradingConfig
-from decisions.risk.gates import (
-    GateResult,
-    check_costs_vs_target,
-    check_daily_loss,
-    check_no_open_position,
-    first_block,
-)
-from decisions.risk.sizing import SizingInput, round_to_tick, size_position
+from decisions.risk.gates import GateResult, check_costs_vs_target, first_block
+from decisions.risk.wall import combine, evaluate_gates
+from decisions.risk_state import risk_limits_for, risk_state_load
+from decisions.risk.sizing import SizingInput, round_to_step, round_to_tick, size_position
 from decisions.selectors import trading_config_get
 from execution import services as execution
 from execution.models import Account
 from execution.oms import OrderRejected
-from execution.selectors import day_start_equity, equity_now, position_get_open
+from execution.selectors import equity_now
 from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
 
@@ -44,12 +40,13 @@ def snapshot_params(config: TradingConfig) -> SnapshotParams:
 
 
 def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
-           signal: Signal) -> list[GateResult]:
-    gates = [
-        check_daily_loss(day_start_equity(account=account, now=now), equity_now(account=account, now=now),
-                         config.daily_loss_limit_fraction),
-        check_no_open_position(position_get_open(account=account, instrument=instrument) is not None),
-    ]
+           signal: Signal, snapshot: MarketSnapshot) -> list[GateResult]:
+    """Return every gate's verdict; a FLAT signal is judged as a long so the journal shows pauses."""
+    limits = risk_limits_for(config)
+    state = risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
+                            atr_percentile=snapshot.extra.get("atr_percentile"))
+    side = "SHORT" if signal.action == "SHORT" else "LONG"
+    gates = evaluate_gates(state, limits, now, side, instrument.exchange_symbol)
     if signal.action != "FLAT":
         gates.append(check_costs_vs_target(signal.entry_price, signal.target_price, config.taker_fee_fraction,
                                            config.slippage_bps, config.max_cost_to_target_fraction))
@@ -91,8 +88,8 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     flow = _flow(instrument, as_of, config)
     if flow is not None:
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
-    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal)
-    quantity = _quantity(signal, config, account, instrument, now)
+    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal, snapshot=snapshot)
+    quantity = _quantity(signal, config, account, instrument, now, combine(gates).size_factor)
     outcome, reason = _route(signal, gates, config, quantity)
     try:
         with transaction.atomic():
@@ -152,12 +149,18 @@ def _publish(instrument: Instrument, snapshot: MarketSnapshot, flow: Flow | None
         broadcast_on_commit("flow", flow_payload(flow))
 
 
-def _quantity(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime):
+def _quantity(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
+              size_factor: float = 1.0):
     if signal.action == "FLAT":
         return None
-    return size_position(SizingInput(
+    quantity = size_position(SizingInput(
         equity_now(account=account, now=now), config.risk_per_trade_fraction, signal.entry_price,
         signal.stop_price, instrument.step_size, instrument.min_notional, config.max_leverage))
+    if size_factor < 1 and quantity:
+        # A shrink verdict (e.g. high volatility -> half size) scales the risk, rounded down to the step.
+        quantity = round_to_step(quantity * Decimal(repr(size_factor)), instrument.step_size)
+        quantity = quantity if quantity * signal.entry_price >= instrument.min_notional else Decimal(0)
+    return quantity
 
 
 def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:

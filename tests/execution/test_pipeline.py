@@ -133,3 +133,27 @@ def test_pipeline_gap_allowed_by_config_still_decides(btc_15m):
     cycle_run(now=next(_close_times(frame)), decide=True)
 
     assert Decision.objects.get().outcome != "blocked"
+
+
+def test_pipeline_risk_wall_keeps_trading_hours_and_daily_trade_cap(btc_15m):
+    from zoneinfo import ZoneInfo
+
+    _, frame = btc_15m
+    config = trading_config_get()
+    config.mode = Mode.ON
+    config.save()
+
+    _replay_day(frame)
+
+    warsaw = ZoneInfo("Europe/Warsaw")
+    for position in Position.objects.all():
+        assert 7 <= position.opened_at.astimezone(warsaw).hour < 23
+    per_day = {}
+    for position in Position.objects.all():
+        day = position.opened_at.astimezone(warsaw).date()
+        per_day[day] = per_day.get(day, 0) + 1
+    assert max(per_day.values()) <= 3
+    night = [d for d in Decision.objects.exclude(action="FLAT") if not 7 <= d.as_of.astimezone(warsaw).hour < 23]
+    assert all(d.outcome == "blocked" for d in night)
+    every = Decision.objects.first()
+    assert {g["name"] for g in every.gates} >= {"daily_loss", "trading_hours", "cooldown", "one_position"}

@@ -1,0 +1,77 @@
+"""Build the facts the risk gates judge (RiskState) from the database, as of one moment."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Max, Min, Sum
+
+from analytics.services import ms_to_datetime
+from decisions.models import TradingConfig
+from decisions.risk.limits import ClosedTrade, OpenPosition, RecentOrder, RiskLimits, RiskState
+from decisions.risk.wall import day_bounds, week_bounds
+from execution.models import Account, EquityPoint, Fill, Order, Position
+from execution.selectors import equity_now
+from market.models import Candle, Instrument, OrderBookSnapshot
+
+
+def risk_limits_for(config: TradingConfig) -> RiskLimits:
+    """Return the gate limits: defaults, with the admin-edited ones from the trading configuration."""
+    return RiskLimits.default().with_changes(daily_loss_fraction=config.daily_loss_limit_fraction)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _equity_at(account: Account, moment: datetime, fallback: Decimal) -> Decimal:
+    point = EquityPoint.objects.filter(account=account, ts__lte=moment).order_by("-ts").first()
+    return point.equity_usdt if point else fallback
+
+
+def _low_since(account: Account, moment: datetime) -> Decimal | None:
+    return EquityPoint.objects.filter(account=account, ts__gte=moment).aggregate(low=Min("equity_usdt"))["low"]
+
+
+def _closed_trades(account: Account, since: datetime) -> tuple[ClosedTrade, ...]:
+    rows = (Position.objects.filter(account=account, status=Position.Status.CLOSED, closed_at__gte=since)
+            .select_related("instrument"))
+    return tuple(ClosedTrade(p.instrument.exchange_symbol, p.side, p.realized_pnl_usdt, p.exit_reason,
+                             _ms(p.opened_at), _ms(p.closed_at)) for p in rows)
+
+
+def _market_facts(instrument: Instrument, now: datetime) -> dict:
+    book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - timedelta(minutes=2))
+            .order_by("-ts").values_list("spread_bps", flat=True).first())
+    volume = (Candle.objects.filter(instrument=instrument, timeframe="1h", open_time__gte=now - timedelta(hours=25),
+                                    open_time__lte=now - timedelta(hours=1))
+              .aggregate(total=Sum("quote_volume"))["total"])
+    return {"spread_bps": book, "volume_24h_usdt": volume}
+
+
+def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, limits: RiskLimits,
+                    atr_percentile: float | None) -> RiskState:
+    """Return the account and market facts of `instrument` the gates need at `now`."""
+    equity = equity_now(account=account, now=now)
+    day_start, week_start = (ms_to_datetime(day_bounds(now, limits)[0]), ms_to_datetime(week_bounds(now, limits)[0]))
+    peak = EquityPoint.objects.filter(account=account, ts__lte=now).aggregate(peak=Max("equity_usdt"))["peak"]
+    orders = Order.objects.filter(account=account, created_at__gt=now - timedelta(minutes=limits.rate_window_minutes),
+                                  created_at__lte=now)
+    last_fill = Fill.objects.filter(order__account=account, ts__lte=now).aggregate(last=Max("ts"))["last"]
+    return RiskState(
+        equity_now=equity,
+        day_start_equity=_equity_at(account, day_start, account.starting_balance_usdt),
+        week_start_equity=_equity_at(account, week_start, account.starting_balance_usdt),
+        peak_equity=max(peak or equity, equity),
+        day_low_equity=_low_since(account, day_start),
+        week_low_equity=_low_since(account, week_start),
+        closed_trades=_closed_trades(account, day_start),
+        open_positions=tuple(OpenPosition(p.instrument.exchange_symbol, p.side, _ms(p.opened_at)) for p in
+                             Position.objects.filter(account=account, status=Position.Status.OPEN)
+                             .select_related("instrument")),
+        recent_orders=tuple(RecentOrder(_ms(o.created_at), o.quantity * (o.average_price or o.price or o.trigger_price
+                                                                          or Decimal(0))) for o in orders),
+        last_trade_ms=_ms(last_fill) if last_fill else None,
+        atr_percentile=atr_percentile,
+        **_market_facts(instrument, now),
+    )
