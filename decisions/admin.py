@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from decisions.models import Decision, TradingConfig
+from decisions.models import AuditRecord, Decision, TradingConfig
 
 
 @admin.register(TradingConfig)
@@ -38,3 +38,27 @@ class DecisionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # the journal is written by the engine only
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    """Read-only: the chain is written by audit_append alone, and an edit here would break it."""
+
+    list_display = ["seq", "ts", "kind", "actor", "subject", "short_hash"]
+    list_filter = ["kind", "actor"]
+    search_fields = ["subject"]
+    date_hierarchy = "ts"
+    readonly_fields = [f.name for f in AuditRecord._meta.fields]
+
+    @admin.display(description="hash")
+    def short_hash(self, obj):
+        return f"{obj.hash[:12]}..."
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

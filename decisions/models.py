@@ -118,3 +118,45 @@ class Decision(models.Model):
 
     def __str__(self):
         return f"{self.instrument} {self.action} @ {self.as_of:%Y-%m-%d %H:%M} ({self.outcome})"
+
+
+class AuditRecord(models.Model):
+    """One link of the append-only, hash-chained audit log; written only by audit_append (docs/AUDIT.md)."""
+
+    class Kind(models.TextChoices):
+        DECISION = "decision"
+        GATE = "gate", "gate verdict"
+        APPROVAL = "approval"
+        MODE_CHANGE = "mode_change", "mode change"
+        LIMIT_CHANGE = "limit_change", "limit change"
+        ORDER = "order", "order action"
+        STARTUP = "startup", "start-up card"
+        OVERRIDE = "override", "gate override"
+
+    seq = models.PositiveBigIntegerField(unique=True, help_text="1, 2, 3, ... without gaps")
+    ts = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.CharField(max_length=150, help_text="username, or 'engine' for the bot itself")
+    subject = models.CharField(max_length=100, blank=True, help_text="what it is about, e.g. decision:123")
+    body = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True, help_text="sha256(prev_hash + canonical JSON of the record)")
+
+    class Meta:
+        ordering = ["seq"]
+        get_latest_by = "seq"
+        indexes = [models.Index(fields=["subject"], name="audit_subject"),
+                   models.Index(fields=["kind", "ts"], name="audit_kind_ts")]
+
+    def __str__(self):
+        return f"#{self.seq} {self.kind} {self.subject} by {self.actor}"
+
+
+class AuditHead(models.Model):
+    """The chain's last (seq, hash): the row appenders lock, and an anchor against a deleted tail."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self):
+        return f"audit head #{self.seq}"

@@ -1,0 +1,110 @@
+"""Writes and checks of the audit log: the Django shell around decisions.audit."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+
+from decisions.audit import GENESIS_HASH, Anchor, AuditEntry, Problem, next_entry, verify_chain
+from decisions.models import AuditHead, AuditRecord
+
+logger = logging.getLogger(__name__)
+
+HEAD_PK = 1
+ENGINE = "engine"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    count: int
+    last_seq: int
+    last_hash: str
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def anchor(self) -> str:
+        """Return "seq:hash" of the last record, the form `verify_audit --expect` takes."""
+        return f"{self.last_seq}:{self.last_hash}"
+
+
+def _head_locked() -> AuditHead:
+    if not AuditHead.objects.filter(pk=HEAD_PK).exists():
+        # Migration 0004 creates the head; this path only rebuilds a deleted one (or a flushed test
+        # table). Two processes doing so at the same moment can deadlock on MariaDB: one fails, retry.
+        last = AuditRecord.objects.order_by("-seq").first()
+        AuditHead.objects.bulk_create(
+            [AuditHead(pk=HEAD_PK, seq=last.seq if last else 0, hash=last.hash if last else GENESIS_HASH)],
+            ignore_conflicts=True,
+        )
+    return AuditHead.objects.select_for_update().get(pk=HEAD_PK)
+
+
+def audit_append(*, kind: str, actor: str, subject: str, body: Mapping, now: datetime) -> AuditRecord:
+    """Append one record to the hash chain and return it.
+
+    `now` is aware; `body` holds JSON types, Decimal, date and aware datetimes (stored in their
+    canonical form). Appenders queue on the head row (MariaDB: SELECT ... FOR UPDATE; SQLite:
+    the IMMEDIATE write lock) until the outermost transaction commits, so the chain cannot fork;
+    keep a transaction that appends short.
+    """
+    with transaction.atomic():
+        head = _head_locked()
+        entry = next_entry(prev_seq=head.seq, prev_hash=head.hash, ts=now, kind=kind, actor=actor,
+                           subject=subject, body=body)
+        record = AuditRecord.objects.create(seq=entry.seq, ts=entry.ts, kind=entry.kind, actor=entry.actor,
+                                            subject=entry.subject, body=entry.body, prev_hash=entry.prev_hash,
+                                            hash=entry.hash)
+        head.seq, head.hash = entry.seq, entry.hash
+        head.save(update_fields=["seq", "hash"])
+    return record
+
+
+def audit_entries() -> Iterator[AuditEntry]:
+    """Yield every stored record in seq order as core entries."""
+    fields = ("seq", "ts", "kind", "actor", "subject", "body", "prev_hash", "hash")
+    for row in AuditRecord.objects.order_by("seq").values_list(*fields).iterator(chunk_size=2000):
+        yield AuditEntry(*row)
+
+
+def audit_verify(*, anchors: Sequence[Anchor] = ()) -> AuditReport:
+    """Check the whole chain against itself, the stored head and `anchors` kept elsewhere."""
+    entries = list(audit_entries())
+    head = AuditHead.objects.filter(pk=HEAD_PK).first()
+    all_anchors = [*anchors, *([Anchor(seq=head.seq, hash=head.hash, last=True)] if head else [])]
+    last = entries[-1] if entries else None
+    return AuditReport(count=len(entries), last_seq=last.seq if last else 0,
+                       last_hash=last.hash if last else GENESIS_HASH,
+                       problems=tuple(verify_chain(entries, all_anchors)))
+
+
+def git_commit() -> str:
+    """Return the running code's commit: `git rev-parse HEAD` in BASE_DIR, else $GIT_COMMIT, else 'unknown'."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
+                              text=True, timeout=5, check=True)
+        commit = done.stdout.strip()
+        if len(commit) == 40:
+            return commit
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git binary or no checkout (an image built without .git): try the variable
+    return os.environ.get("GIT_COMMIT", "").strip() or "unknown"
+
+
+def startup_card(*, mode: str, broker: str, limits: Mapping, now: datetime) -> AuditRecord:
+    """Record the version, mode, broker and limits a process starts with; log the chain's anchor."""
+    record = audit_append(kind=AuditRecord.Kind.STARTUP, actor=ENGINE, subject="startup",
+                          body={"version": git_commit(), "mode": mode, "broker": broker, "limits": limits}, now=now)
+    # The log line lives outside the database: an operator who keeps it can later prove that no
+    # record up to this one was deleted or rewritten (verify_audit --expect seq:hash).
+    transaction.on_commit(lambda: logger.info("audit anchor %s:%s (start-up card)", record.seq, record.hash))
+    return record
