@@ -1,5 +1,8 @@
 from django.contrib import admin
+from django.db import transaction
+from django.utils import timezone
 
+from decisions.audit_services import config_change_audit
 from decisions.models import AuditRecord, Decision, TradingConfig
 
 
@@ -22,6 +25,13 @@ class TradingConfigAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         # One configuration row: edit it, do not add a second.
         return not TradingConfig.objects.exists()
+
+    def save_model(self, request, obj, form, change):
+        """Save and append each changed field to the audit chain, by who and from what to what."""
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            config_change_audit(config=obj, changed=form.changed_data, initial=form.initial,
+                                actor=request.user.get_username(), now=timezone.now())
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -108,3 +108,15 @@ def startup_card(*, mode: str, broker: str, limits: Mapping, now: datetime) -> A
     # record up to this one was deleted or rewritten (verify_audit --expect seq:hash).
     transaction.on_commit(lambda: logger.info("audit anchor %s:%s (start-up card)", record.seq, record.hash))
     return record
+
+
+MODE_FIELDS = ("mode", "paused")
+
+
+def config_change_audit(*, config, changed: Sequence[str], initial: Mapping, actor: str, now: datetime) -> None:
+    """Append a mode_change and/or limit_change record for the changed fields of the trading configuration."""
+    for kind, names in ((AuditRecord.Kind.MODE_CHANGE, [n for n in changed if n in MODE_FIELDS]),
+                        (AuditRecord.Kind.LIMIT_CHANGE, [n for n in changed if n not in MODE_FIELDS])):
+        if names:
+            body = {name: {"from": initial.get(name), "to": getattr(config, name)} for name in names}
+            audit_append(kind=kind, actor=actor, subject=f"config:{config.pk}", body=body, now=now)

@@ -15,7 +15,8 @@ from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import RuleParams, Signal, decide
-from decisions.models import MTF_WEIGHT_FIELDS, Decision, Mode, TradingConfig
+from decisions.audit_services import ENGINE, audit_append
+from decisions.models import MTF_WEIGHT_FIELDS, AuditRecord, Decision, Mode, TradingConfig
 from decisions.risk.gates import GateResult, check_costs_vs_target, first_block
 from decisions.risk.wall import combine, evaluate_gates
 from decisions.risk_state import risk_limits_for, risk_state_load
@@ -81,7 +82,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
         return existing
     gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
-        return _decision_blocked_by_gap(instrument, config, as_of, gap)
+        return _decision_blocked_by_gap(instrument, config, as_of, gap, now)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
                            instrument.tick_size)
@@ -101,6 +102,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
                 stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
                 reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
             )
+            decision_audit(decision, now=now)
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     _publish(instrument, snapshot, flow)
@@ -199,7 +201,8 @@ def _window_gap(instrument: Instrument, timeframe: str, bars) -> str | None:
     return None
 
 
-def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_of: datetime, gap: str) -> Decision:
+def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_of: datetime, gap: str,
+                             now: datetime) -> Decision:
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
@@ -207,6 +210,7 @@ def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_o
                 mode=config.mode, outcome=Decision.Outcome.BLOCKED, reason=f"data gap: {gap}"[:255],
                 gates=[{"name": "data_complete", "verdict": "block", "reason": gap}],
             )
+            decision_audit(decision, now=now)
     except IntegrityError:
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     broadcast_on_commit("decision", decision_payload(decision))
@@ -221,8 +225,11 @@ def _execute(decision: Decision, account: Account, config: TradingConfig, now: d
         position = None
         decision.reason = f"order rejected: {exc}"[:255]
     if position is None:
-        decision.outcome = Decision.Outcome.SKIPPED
-        decision.save(update_fields=["outcome", "reason"])
+        with transaction.atomic():
+            decision.outcome = Decision.Outcome.SKIPPED
+            decision.save(update_fields=["outcome", "reason"])
+            audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}",
+                         body={"action": "not_placed", "reason": decision.reason}, now=now)
 
 
 def decision_payload(decision: Decision) -> dict:
@@ -239,3 +246,16 @@ def flow_payload(flow: Flow) -> dict:
     return {"instrument": str(flow.instrument), "as_of": flow.as_of, "crowd_bias": flow.crowd_bias,
             "trap_index": flow.trap_index, "global_risk_score": flow.global_risk_score,
             "warnings": flow.warnings, "parts": flow.parts, "inputs": flow.inputs}
+
+
+def decision_audit(decision: Decision, *, now: datetime) -> None:
+    """Append the decision and its gate verdicts to the audit chain (inside the caller's transaction)."""
+    subject = f"decision:{decision.pk}"
+    audit_append(kind=AuditRecord.Kind.DECISION, actor=ENGINE, subject=subject, now=now, body={
+        "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
+        "action": decision.action, "mode": decision.mode, "outcome": decision.outcome, "reason": decision.reason,
+        "entry_price": decision.entry_price, "stop_price": decision.stop_price,
+        "target_price": decision.target_price, "quantity": decision.quantity, "rationale": decision.rationale})
+    blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
+    audit_append(kind=AuditRecord.Kind.GATE, actor=ENGINE, subject=subject, now=now,
+                 body={"gates": decision.gates, "blocked_by": blocked})

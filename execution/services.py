@@ -11,7 +11,8 @@ from django.db.models import F
 
 from analytics.services import ms_to_datetime
 from dashboard.events import broadcast_on_commit
-from decisions.models import Decision, TradingConfig
+from decisions.audit_services import ENGINE, audit_append
+from decisions.models import AuditRecord, Decision, TradingConfig
 from execution.brokers.base import Broker, ExecutionReport
 from execution.brokers.paper import OpenPosition, PaperBroker, exit_hit, position_pnl
 from execution.models import Account, EquityPoint, Fill, Order, Position
@@ -56,6 +57,10 @@ def order_create_pending(*, account: Account, instrument: Instrument, intent: Or
                 trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
                 status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
             )
+            _audit_order(order, now, {"action": "created", "decision": decision.pk if decision else None,
+                                      "intent_id": intent.intent_id, "leg": intent.leg, "side": intent.side,
+                                      "type": intent.type, "quantity": intent.quantity, "price": intent.price,
+                                      "trigger_price": intent.trigger_price, "reduce_only": intent.reduce_only})
         return order, True
     except IntegrityError:
         return Order.objects.get(client_order_id=intent.client_order_id), False
@@ -80,8 +85,17 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) 
         order.average_price = notional / filled
         order.status = Order.Status.FILLED if filled >= order.quantity else Order.Status.PARTIALLY_FILLED
     order.save()
+    _audit_order(order, now, {"action": "report", "status": order.status, "exchange_order_id": order.exchange_order_id,
+                              "filled_quantity": order.filled_quantity, "average_price": order.average_price,
+                              "reject_reason": order.reject_reason,
+                              "trade_ids": [f.trade_id for f in report.fills]})
     broadcast_on_commit("order", _order_payload(order))
     return order
+
+
+def _audit_order(order: Order, now: datetime, body: dict) -> None:
+    audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"order:{order.client_order_id}",
+                 body=body, now=now)
 
 
 def _order_payload(order: Order) -> dict:
@@ -179,6 +193,8 @@ def position_close(*, position: Position, broker: PaperBroker, price: Decimal, r
         position.realized_pnl_usdt = gross - position.fees_usdt
         position.save()
         Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + gross - exit_fee)
+        _audit_order(order, now, {"action": "position_closed", "position": position.pk, "reason": reason,
+                                  "exit_price": position.exit_price, "realized_pnl_usdt": position.realized_pnl_usdt})
         broadcast_on_commit("position", position_payload(position))
     return position
 

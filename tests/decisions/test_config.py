@@ -33,3 +33,20 @@ def test_admin_rejects_weights_not_summing_to_one(admin_client):
     assert "must sum to 1" in response.content.decode()
     config.refresh_from_db()
     assert config.mtf_weight_1w == D("0.05")
+
+
+@pytest.mark.django_db
+def test_admin_mode_and_limit_changes_are_audited_with_actor(admin_client):
+    from decisions.models import AuditRecord
+
+    config = TradingConfig.objects.create()
+    url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
+    form = {f.name: getattr(config, f.name) for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form.update(mode="ON", risk_per_trade_fraction="0.01")
+
+    assert admin_client.post(url, form).status_code == 302
+
+    records = {r.kind: r for r in AuditRecord.objects.all()}
+    assert records["mode_change"].body == {"mode": {"from": "SAFE", "to": "ON"}}
+    assert records["limit_change"].body["risk_per_trade_fraction"] == {"from": "0.00500", "to": "0.01"}
+    assert {r.actor for r in records.values()} == {"admin"}

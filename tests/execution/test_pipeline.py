@@ -157,3 +157,22 @@ def test_pipeline_risk_wall_keeps_trading_hours_and_daily_trade_cap(btc_15m):
     assert all(d.outcome == "blocked" for d in night)
     every = Decision.objects.first()
     assert {g["name"] for g in every.gates} >= {"daily_loss", "trading_hours", "cooldown", "one_position"}
+
+
+def test_pipeline_every_decision_gate_and_order_is_in_a_verified_audit_chain(btc_15m):
+    from decisions.audit_services import audit_verify
+    from decisions.models import AuditRecord
+
+    _, frame = btc_15m
+    config = trading_config_get()
+    config.mode = Mode.ON
+    config.save()
+
+    _replay_day(frame)
+
+    report = audit_verify()
+    assert report.ok and report.count == AuditRecord.objects.count()
+    kinds = {k: AuditRecord.objects.filter(kind=k).count() for k in ("decision", "gate", "order")}
+    assert kinds["decision"] == kinds["gate"] == Decision.objects.count()
+    # Each order: created + report; each close: one more record on the exit order.
+    assert kinds["order"] == 2 * Order.objects.count() + Position.objects.filter(status="closed").count()

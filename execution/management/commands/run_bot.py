@@ -9,8 +9,10 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from dashboard.events import ROLE_ENV
+from decisions.audit_services import startup_card
 from decisions.selectors import trading_config_get
 from execution.clock import FeedRunner
 
@@ -42,6 +44,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.WARNING(f"market data: {choice.label}"))
         self.stdout.write(f"mode {config.mode}, broker {settings.BROKER}, instrument {choice.instrument}")
+        card = startup_card(mode=config.mode, broker=settings.BROKER, now=timezone.now(), limits={
+            "data_source": choice.kind, "instrument": str(choice.instrument),
+            **{f.name: getattr(config, f.name) for f in config._meta.fields if f.name not in ("id", "updated_at")}})
+        self.stdout.write(f"audit: start-up card #{card.seq} (version {card.body.get('version', 'unknown')})")
         children = self._start_children(opts, engine_owns_clock=choice.feed is not None)
         previous_role = os.environ.get(ROLE_ENV)
         # This process is a worker too: with the in-memory layer its events go through the outbox.
