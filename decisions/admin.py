@@ -11,7 +11,7 @@ class TradingConfigAdmin(admin.ModelAdmin):
     list_display = ["__str__", "mode", "paused", "decision_timeframe", "risk_per_trade_fraction",
                     "daily_loss_limit_fraction", "max_leverage", "updated_at"]
     fieldsets = [
-        ("Routing", {"fields": ["mode", "paused"]}),
+        ("Routing", {"fields": ["mode", "paused", "safe_until"]}),
         ("Analysis", {"fields": ["decision_timeframe", "history_bars", "atr_period", "pivot_length", "momentum_period",
                                   "allow_data_gaps"]}),
         ("Multi-timeframe weights (sum to 1)", {"fields": ["mtf_weight_15m", "mtf_weight_1h", "mtf_weight_4h",

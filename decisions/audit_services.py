@@ -110,7 +110,7 @@ def startup_card(*, mode: str, broker: str, limits: Mapping, now: datetime) -> A
     return record
 
 
-MODE_FIELDS = ("mode", "paused")
+MODE_FIELDS = ("mode", "paused", "safe_until")
 
 
 def config_change_audit(*, config, changed: Sequence[str], initial: Mapping, actor: str, now: datetime) -> None:

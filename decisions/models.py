@@ -30,6 +30,10 @@ class TradingConfig(models.Model):
 
     mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.SAFE)
     paused = models.BooleanField(default=False, help_text="stop opening new positions; exits still run")
+    safe_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="set by the daily-loss circuit breaker: the bot acts as SAFE until then, whatever the mode",
+    )
     decision_timeframe = models.CharField(max_length=4, choices=Timeframe.choices, default=Timeframe.M15)
     history_bars = models.PositiveIntegerField(default=300, validators=[MinValueValidator(50)])
     atr_period = models.PositiveSmallIntegerField(default=14, validators=[MinValueValidator(2)])
@@ -73,6 +77,10 @@ class TradingConfig(models.Model):
 
     class Meta:
         verbose_name = "trading configuration"
+
+    def effective_mode(self, now) -> str:
+        """Return the mode in force at `now`: SAFE while the circuit breaker holds, else `mode`."""
+        return Mode.SAFE if self.safe_until is not None and now < self.safe_until else self.mode
 
     def clean(self):
         total = sum((getattr(self, name) or Decimal(0)) for name in MTF_WEIGHT_FIELDS)

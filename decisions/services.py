@@ -54,8 +54,8 @@ def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, n
     return gates
 
 
-def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quantity) -> tuple[str, str]:
-    """Return (outcome, reason) for a signal after the gates and the mode."""
+def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quantity, mode: str) -> tuple[str, str]:
+    """Return (outcome, reason) for a signal after the gates and the mode in force."""
     if signal.action == "FLAT":
         return Decision.Outcome.FLAT, signal.reason
     blocked = first_block(gates)
@@ -65,8 +65,9 @@ def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quant
         return Decision.Outcome.PAUSED, f"{signal.reason}; bot paused"
     if not quantity:
         return Decision.Outcome.SKIPPED, f"{signal.reason}; size rounds to zero or below min notional"
-    if config.mode != Mode.ON:
-        return Decision.Outcome.LOGGED, f"{signal.reason}; mode {config.mode}, not executed"
+    if mode != Mode.ON:
+        breaker = " (circuit breaker)" if mode != config.mode else ""
+        return Decision.Outcome.LOGGED, f"{signal.reason}; mode {mode}{breaker}, not executed"
     return Decision.Outcome.EXECUTED, signal.reason
 
 
@@ -91,14 +92,16 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal, snapshot=snapshot)
     quantity = _quantity(signal, config, account, instrument, now, combine(gates).size_factor)
-    outcome, reason = _route(signal, gates, config, quantity)
+    _trip_breaker(config, gates, now)
+    mode = config.effective_mode(now)
+    outcome, reason = _route(signal, gates, config, quantity, mode)
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
                 instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of,
                 snapshot=snapshot_record(instrument=instrument, timeframe=config.decision_timeframe,
                                          snapshot=snapshot),
-                action=signal.action, mode=config.mode, outcome=outcome, entry_price=signal.entry_price,
+                action=signal.action, mode=mode, outcome=outcome, entry_price=signal.entry_price,
                 stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
                 reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
             )
@@ -149,6 +152,22 @@ def _publish(instrument: Instrument, snapshot: MarketSnapshot, flow: Flow | None
     broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
     if flow is not None:
         broadcast_on_commit("flow", flow_payload(flow))
+
+
+def _trip_breaker(config: TradingConfig, gates: list[GateResult], now: datetime) -> None:
+    """Hold the bot in SAFE until the daily-loss pause lifts (the next local day), audited."""
+    daily = next((g for g in gates if g.name == "daily_loss" and g.blocked and g.until_ms), None)
+    if daily is None:
+        return
+    until = ms_to_datetime(daily.until_ms)
+    if config.safe_until is not None and config.safe_until >= until:
+        return
+    with transaction.atomic():
+        TradingConfig.objects.filter(pk=config.pk).update(safe_until=until)
+        config.safe_until = until
+        audit_append(kind=AuditRecord.Kind.MODE_CHANGE, actor=ENGINE, subject=f"config:{config.pk}", now=now,
+                     body={"from": config.mode, "to": Mode.SAFE, "until": until, "reason": daily.reason})
+    broadcast_on_commit("status", {"mode": Mode.SAFE, "safe_until": until, "reason": daily.reason})
 
 
 def _quantity(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,

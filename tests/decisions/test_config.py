@@ -24,7 +24,8 @@ def test_trading_config_default_mtf_weights_reach_the_snapshot():
 def test_admin_rejects_weights_not_summing_to_one(admin_client):
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: getattr(config, f.name) for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
+            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
     form.update(mtf_weight_1w="0.50")
 
     response = admin_client.post(url, form)
@@ -41,7 +42,8 @@ def test_admin_mode_and_limit_changes_are_audited_with_actor(admin_client):
 
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: getattr(config, f.name) for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
+            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
     form.update(mode="ON", risk_per_trade_fraction="0.01")
 
     assert admin_client.post(url, form).status_code == 302

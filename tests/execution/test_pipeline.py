@@ -176,3 +176,30 @@ def test_pipeline_every_decision_gate_and_order_is_in_a_verified_audit_chain(btc
     assert kinds["decision"] == kinds["gate"] == Decision.objects.count()
     # Each order: created + report; each close: one more record on the exit order.
     assert kinds["order"] == 2 * Order.objects.count() + Position.objects.filter(status="closed").count()
+
+
+def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audits(btc_15m):
+    from zoneinfo import ZoneInfo
+
+    from decisions.models import AuditRecord
+
+    _, frame = btc_15m
+    config = trading_config_get()
+    config.mode = Mode.ON
+    config.save()
+    first_close = next(_close_times(frame))
+    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
+    EquityPoint.objects.create(account=account, ts=first_close - timedelta(days=1), balance_usdt=D("10000"),
+                               unrealized_pnl_usdt=0, equity_usdt=D("10000"))
+    Account.objects.filter(pk=account.pk).update(balance_usdt=D("9700"))  # -3 % today
+
+    cycle_run(now=first_close, decide=True)
+
+    config.refresh_from_db()
+    local_midnight = (first_close.astimezone(ZoneInfo("Europe/Warsaw")) + timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    assert config.safe_until == local_midnight
+    assert config.effective_mode(first_close) == "SAFE" and config.effective_mode(local_midnight) == "ON"
+    assert Decision.objects.get().mode == "SAFE"
+    change = AuditRecord.objects.get(kind="mode_change")
+    assert change.actor == "engine" and "daily loss limit hit" in change.body["reason"]
