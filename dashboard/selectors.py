@@ -39,9 +39,16 @@ def header_state(config: TradingConfig | None = None) -> dict:
     config = config or trading_config()
     instrument = instrument_active()
     kind = instrument.data_source if instrument else settings.DATA_SOURCE
+    # The engine's clock, which is simulated in a replay: the breaker's safe_until is on that clock.
+    clock = Decision.objects.order_by("-as_of").values_list("as_of", flat=True).first() or timezone.now()
+    mode = config.effective_mode(clock)
+    breaker = mode != config.mode
     return {
-        "mode": config.mode,
-        "mode_label": config.get_mode_display(),
+        "mode": mode,
+        "mode_label": (f"SAFE: circuit breaker until {config.safe_until:%Y-%m-%d %H:%M} UTC" if breaker
+                       else config.get_mode_display()),
+        "configured_mode": config.mode,
+        "breaker_until": config.safe_until if breaker else None,
         "paused": config.paused,
         "broker": settings.BROKER,
         "data_source": {

@@ -183,3 +183,21 @@ def test_equity_page_logged_in_shows_chart_and_header(user_client):
 
     assert "data-chart" in html and "lightweight-charts.standalone.production.js" in html
     assert "BROKER <b>PAPER</b>" in html
+
+
+@pytest.mark.django_db
+def test_header_shows_circuit_breaker_safe_on_the_engine_clock():
+    from datetime import UTC, datetime
+
+    from dashboard.selectors import header_state
+    from decisions.models import Decision, TradingConfig
+    from tests.dashboard.factories import InstrumentFactory
+
+    config = TradingConfig.objects.create(mode="ON", safe_until=datetime(2025, 7, 6, 22, 0, tzinfo=UTC))
+    Decision.objects.create(instrument=InstrumentFactory(), timeframe="15m", as_of=datetime(2025, 7, 6, 12, 0, tzinfo=UTC),
+                            action="FLAT", mode="SAFE", outcome="flat", reason="x")
+
+    header = header_state(config)
+
+    assert header["mode"] == "SAFE" and header["configured_mode"] == "ON"
+    assert header["mode_label"] == "SAFE: circuit breaker until 2025-07-06 22:00 UTC"
