@@ -1,4 +1,6 @@
+from django import forms
 from django.contrib import admin
+from django.db.models import F
 from django.db import transaction
 from django.utils import timezone
 
@@ -6,9 +8,17 @@ from decisions.audit_services import config_change_audit
 from decisions.models import AuditRecord, Decision, TradingConfig
 
 
+class TradingConfigForm(forms.ModelForm):
+    change_reason = forms.CharField(max_length=255, help_text="why: kept in the audit log with the change")
+
+    class Meta:
+        model = TradingConfig
+        fields = "__all__"
+
+
 @admin.register(TradingConfig)
 class TradingConfigAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "mode", "paused", "decision_timeframe", "risk_per_trade_fraction",
+    list_display = ["__str__", "version", "mode", "paused", "decision_timeframe", "risk_per_trade_fraction",
                     "daily_loss_limit_fraction", "max_leverage", "updated_at"]
     fieldsets = [
         ("Routing", {"fields": ["mode", "paused", "safe_until"]}),
@@ -19,6 +29,13 @@ class TradingConfigAdmin(admin.ModelAdmin):
         ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
         ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage",
                               "max_cost_to_target_fraction"]}),
+        ("Risk wall", {"fields": ["weekly_drawdown_fraction", "max_drawdown_fraction", "loss_streak", "sl_streak",
+                                  "max_trades_per_day", "max_open_positions", "risk_timezone", "trading_start",
+                                  "trading_end", "news_mute_minutes", "cooldown_minutes", "volatility_percentile",
+                                  "volatility_size_factor", "max_spread_bps", "rate_window_minutes",
+                                  "max_orders_per_window", "max_turnover_equity_multiple", "max_correlation",
+                                  "min_volume_24h_usdt", "min_profit_factor", "profit_factor_min_trades"]}),
+        ("Why", {"fields": ["change_reason"]}),
         ("Paper fills", {"fields": ["taker_fee_fraction", "slippage_bps"]}),
     ]
 
@@ -26,11 +43,17 @@ class TradingConfigAdmin(admin.ModelAdmin):
         # One configuration row: edit it, do not add a second.
         return not TradingConfig.objects.exists()
 
+    form = TradingConfigForm
+
     def save_model(self, request, obj, form, change):
-        """Save and append each changed field to the audit chain, by who and from what to what."""
+        """Save as a new version and append each changed field to the audit chain: who, what, why."""
+        changed = [name for name in form.changed_data if name != "change_reason"]
         with transaction.atomic():
+            if change and changed:
+                obj.version = F("version") + 1
             super().save_model(request, obj, form, change)
-            config_change_audit(config=obj, changed=form.changed_data, initial=form.initial,
+            obj.refresh_from_db(fields=["version"])
+            config_change_audit(config=obj, changed=changed, initial=form.initial, reason=form.cleaned_data["change_reason"],
                                 actor=request.user.get_username(), now=timezone.now())
 
     def has_delete_permission(self, request, obj=None):

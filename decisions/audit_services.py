@@ -113,10 +113,12 @@ def startup_card(*, mode: str, broker: str, limits: Mapping, now: datetime) -> A
 MODE_FIELDS = ("mode", "paused", "safe_until")
 
 
-def config_change_audit(*, config, changed: Sequence[str], initial: Mapping, actor: str, now: datetime) -> None:
+def config_change_audit(*, config, changed: Sequence[str], initial: Mapping, actor: str, now: datetime,
+                        reason: str = "") -> None:
     """Append a mode_change and/or limit_change record for the changed fields of the trading configuration."""
     for kind, names in ((AuditRecord.Kind.MODE_CHANGE, [n for n in changed if n in MODE_FIELDS]),
                         (AuditRecord.Kind.LIMIT_CHANGE, [n for n in changed if n not in MODE_FIELDS])):
         if names:
             body = {name: {"from": initial.get(name), "to": getattr(config, name)} for name in names}
+            body.update(reason=reason, config_version=config.version)
             audit_append(kind=kind, actor=actor, subject=f"config:{config.pk}", body=body, now=now)

@@ -1,4 +1,5 @@
 """Trading configuration edited in the admin, and the journal of every decision."""
+from datetime import time as dt_time
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -68,6 +69,31 @@ class TradingConfig(models.Model):
     mtf_weight_4h = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.20"), validators=[UNIT])
     mtf_weight_1d = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"), validators=[UNIT])
     mtf_weight_1w = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.05"), validators=[UNIT])
+    # The risk wall (decisions/risk/limits.py documents each; RiskLimits validates them in clean()).
+    weekly_drawdown_fraction = models.DecimalField(max_digits=6, decimal_places=5, default=Decimal("0.05"))
+    max_drawdown_fraction = models.DecimalField(max_digits=6, decimal_places=5, default=Decimal("0.10"))
+    loss_streak = models.PositiveSmallIntegerField(default=3, help_text="losing trades in a row that pause the day")
+    sl_streak = models.PositiveSmallIntegerField(default=3, help_text="stop-outs in a row that pause the day")
+    max_trades_per_day = models.PositiveSmallIntegerField(default=3)
+    max_open_positions = models.PositiveSmallIntegerField(default=2)
+    risk_timezone = models.CharField(max_length=64, default="Europe/Warsaw",
+                                     help_text="days, weeks and trading hours count on this clock")
+    trading_start = models.TimeField(default=dt_time(7, 0))
+    trading_end = models.TimeField(default=dt_time(23, 0), help_text="exclusive; start > end spans midnight")
+    news_mute_minutes = models.PositiveSmallIntegerField(default=15)
+    cooldown_minutes = models.PositiveSmallIntegerField(default=15)
+    volatility_percentile = models.FloatField(default=90.0, help_text="ATR percentile above which size shrinks")
+    volatility_size_factor = models.FloatField(default=0.5)
+    max_spread_bps = models.FloatField(default=5.0)
+    rate_window_minutes = models.PositiveSmallIntegerField(default=5)
+    max_orders_per_window = models.PositiveSmallIntegerField(default=10)
+    max_turnover_equity_multiple = models.DecimalField(max_digits=8, decimal_places=2, default=Decimal("5"))
+    max_correlation = models.FloatField(default=0.8)
+    min_volume_24h_usdt = models.DecimalField(max_digits=20, decimal_places=2, default=Decimal("10000000"))
+    min_profit_factor = models.FloatField(default=1.0)
+    profit_factor_min_trades = models.PositiveSmallIntegerField(default=10)
+    version = models.PositiveIntegerField(default=1, editable=False,
+                                          help_text="raised by every change; decisions and orders record it")
     allow_data_gaps = models.BooleanField(
         default=False, help_text="decide even when candles are missing inside the analysed window",
     )
@@ -83,6 +109,14 @@ class TradingConfig(models.Model):
         return Mode.SAFE if self.safe_until is not None and now < self.safe_until else self.mode
 
     def clean(self):
+        from decisions.risk_state import risk_limits_for  # the shell maps rows to the pure limits
+
+        try:
+            risk_limits_for(self)
+        except (ValueError, TypeError) as exc:
+            field, _, message = str(exc).partition(": ")
+            field = {"timezone": "risk_timezone", "daily_loss_fraction": "daily_loss_limit_fraction"}.get(field, field)
+            raise ValidationError({field if hasattr(self, field) else None: message or str(exc)}) from None
         total = sum((getattr(self, name) or Decimal(0)) for name in MTF_WEIGHT_FIELDS)
         if total != Decimal("1"):
             raise ValidationError({name: f"the multi-timeframe weights must sum to 1, they sum to {total}"
@@ -117,6 +151,7 @@ class Decision(models.Model):
     reason = models.CharField(max_length=255)
     rationale = models.JSONField(default=list, help_text="each input that drove the decision")
     gates = models.JSONField(default=list, help_text="each risk gate's verdict")
+    config_version = models.PositiveIntegerField(default=1, help_text="trading configuration version used")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -15,9 +15,19 @@ from execution.selectors import equity_now
 from market.models import Candle, Instrument, OrderBookSnapshot
 
 
+LIMIT_FIELDS = (
+    "weekly_drawdown_fraction", "max_drawdown_fraction", "loss_streak", "sl_streak", "max_trades_per_day",
+    "max_open_positions", "trading_start", "trading_end", "news_mute_minutes", "cooldown_minutes",
+    "volatility_percentile", "volatility_size_factor", "max_spread_bps", "rate_window_minutes",
+    "max_orders_per_window", "max_turnover_equity_multiple", "max_correlation", "min_volume_24h_usdt",
+    "min_profit_factor", "profit_factor_min_trades",
+)
+
+
 def risk_limits_for(config: TradingConfig) -> RiskLimits:
-    """Return the gate limits: defaults, with the admin-edited ones from the trading configuration."""
-    return RiskLimits.default().with_changes(daily_loss_fraction=config.daily_loss_limit_fraction)
+    """Return the frozen gate limits of the admin-edited configuration; raise ValueError naming a bad one."""
+    return RiskLimits(daily_loss_fraction=config.daily_loss_limit_fraction, timezone=config.risk_timezone,
+                      **{name: getattr(config, name) for name in LIMIT_FIELDS})
 
 
 def _ms(moment: datetime) -> int:

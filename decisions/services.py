@@ -104,6 +104,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
                 action=signal.action, mode=mode, outcome=outcome, entry_price=signal.entry_price,
                 stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
                 reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
+                config_version=config.version,
             )
             decision_audit(decision, now=now)
     except IntegrityError:  # another worker decided this bar first
@@ -227,7 +228,7 @@ def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_o
             decision = Decision.objects.create(
                 instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of, action="FLAT",
                 mode=config.mode, outcome=Decision.Outcome.BLOCKED, reason=f"data gap: {gap}"[:255],
-                gates=[{"name": "data_complete", "verdict": "block", "reason": gap}],
+                gates=[{"name": "data_complete", "verdict": "block", "reason": gap}], config_version=config.version,
             )
             decision_audit(decision, now=now)
     except IntegrityError:
@@ -274,7 +275,8 @@ def decision_audit(decision: Decision, *, now: datetime) -> None:
         "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
         "action": decision.action, "mode": decision.mode, "outcome": decision.outcome, "reason": decision.reason,
         "entry_price": decision.entry_price, "stop_price": decision.stop_price,
-        "target_price": decision.target_price, "quantity": decision.quantity, "rationale": decision.rationale})
+        "target_price": decision.target_price, "quantity": decision.quantity, "rationale": decision.rationale,
+        "config_version": decision.config_version})
     blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
     audit_append(kind=AuditRecord.Kind.GATE, actor=ENGINE, subject=subject, now=now,
                  body={"gates": decision.gates, "blocked_by": blocked})

@@ -65,6 +65,7 @@ class Order(models.Model):
     average_price = models.DecimalField(**MONEY, null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, blank=True)
     reject_reason = models.CharField(max_length=255, blank=True)
+    config_version = models.PositiveIntegerField(default=1, help_text="trading configuration version in force")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 

@@ -13,6 +13,7 @@ from analytics.services import ms_to_datetime
 from dashboard.events import broadcast_on_commit
 from decisions.audit_services import ENGINE, audit_append
 from decisions.models import AuditRecord, Decision, TradingConfig
+from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker, ExecutionReport
 from execution.brokers.paper import OpenPosition, PaperBroker, exit_hit, position_pnl
 from execution.models import Account, EquityPoint, Fill, Order, Position
@@ -56,11 +57,13 @@ def order_create_pending(*, account: Account, instrument: Instrument, intent: Or
                 side=intent.side, type=intent.type, quantity=intent.quantity, price=intent.price,
                 trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
                 status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
+                config_version=trading_config_get().version,
             )
             _audit_order(order, now, {"action": "created", "decision": decision.pk if decision else None,
                                       "intent_id": intent.intent_id, "leg": intent.leg, "side": intent.side,
                                       "type": intent.type, "quantity": intent.quantity, "price": intent.price,
-                                      "trigger_price": intent.trigger_price, "reduce_only": intent.reduce_only})
+                                      "trigger_price": intent.trigger_price, "reduce_only": intent.reduce_only,
+                                      "config_version": order.config_version})
         return order, True
     except IntegrityError:
         return Order.objects.get(client_order_id=intent.client_order_id), False

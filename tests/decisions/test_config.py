@@ -26,7 +26,7 @@ def test_admin_rejects_weights_not_summing_to_one(admin_client):
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
     form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
             for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
-    form.update(mtf_weight_1w="0.50")
+    form.update(mtf_weight_1w="0.50", change_reason="try")
 
     response = admin_client.post(url, form)
 
@@ -44,11 +44,50 @@ def test_admin_mode_and_limit_changes_are_audited_with_actor(admin_client):
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
     form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
             for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
-    form.update(mode="ON", risk_per_trade_fraction="0.01")
+    form.update(mode="ON", risk_per_trade_fraction="0.01", change_reason="go live on paper")
 
     assert admin_client.post(url, form).status_code == 302
 
     records = {r.kind: r for r in AuditRecord.objects.all()}
-    assert records["mode_change"].body == {"mode": {"from": "SAFE", "to": "ON"}}
+    assert records["mode_change"].body == {"mode": {"from": "SAFE", "to": "ON"}, "reason": "go live on paper",
+                                           "config_version": 2}
     assert records["limit_change"].body["risk_per_trade_fraction"] == {"from": "0.00500", "to": "0.01"}
     assert {r.actor for r in records.values()} == {"admin"}
+
+
+@pytest.mark.django_db
+def test_admin_change_needs_a_reason_and_raises_the_version(admin_client):
+    config = TradingConfig.objects.create()
+    url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
+    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
+            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form.update(max_trades_per_day=5)
+
+    assert admin_client.post(url, form).status_code == 200  # no reason: refused
+    assert admin_client.post(url, {**form, "change_reason": "busy day"}).status_code == 302
+
+    config.refresh_from_db()
+    assert (config.max_trades_per_day, config.version) == (5, 2)
+
+
+@pytest.mark.django_db
+def test_admin_rejects_invalid_limit_with_the_field_named(admin_client):
+    config = TradingConfig.objects.create()
+    url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
+    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
+            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form.update(risk_timezone="Mars/Olympus", change_reason="x")
+
+    body = admin_client.post(url, form).content.decode()
+
+    assert "unknown zone" in body
+    config.refresh_from_db()
+    assert config.risk_timezone == "Europe/Warsaw"
+
+
+def test_risk_limits_for_uses_every_admin_field():
+    from decisions.risk_state import risk_limits_for
+
+    limits = risk_limits_for(TradingConfig(max_trades_per_day=7, risk_timezone="UTC"))
+
+    assert (limits.max_trades_per_day, limits.timezone, limits.daily_loss_fraction) == (7, "UTC", D("0.02"))

@@ -203,3 +203,16 @@ def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audi
     assert Decision.objects.get().mode == "SAFE"
     change = AuditRecord.objects.get(kind="mode_change")
     assert change.actor == "engine" and "daily loss limit hit" in change.body["reason"]
+
+
+def test_pipeline_decisions_and_orders_record_the_config_version(btc_15m):
+    _, frame = btc_15m
+    config = trading_config_get()
+    config.mode = Mode.ON
+    config.version = 4
+    config.save()
+
+    _replay_day(frame)
+
+    assert set(Decision.objects.values_list("config_version", flat=True)) == {4}
+    assert set(Order.objects.values_list("config_version", flat=True)) == {4}

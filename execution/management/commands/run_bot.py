@@ -1,6 +1,7 @@
 """Start everything one machine needs: web (daphne), django-q2 workers and the engine."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from dashboard.events import ROLE_ENV
@@ -44,9 +46,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.WARNING(f"market data: {choice.label}"))
         self.stdout.write(f"mode {config.mode}, broker {settings.BROKER}, instrument {choice.instrument}")
-        card = startup_card(mode=config.mode, broker=settings.BROKER, now=timezone.now(), limits={
-            "data_source": choice.kind, "instrument": str(choice.instrument),
-            **{f.name: getattr(config, f.name) for f in config._meta.fields if f.name not in ("id", "updated_at")}})
+        settings_row = {f.name: getattr(config, f.name) for f in config._meta.fields if f.name not in ("id", "updated_at")}
+        # JSON text for every value (times, decimals, datetimes) exactly as the API would render it.
+        limits = json.loads(json.dumps(settings_row, cls=DjangoJSONEncoder))
+        card = startup_card(mode=config.mode, broker=settings.BROKER, now=timezone.now(),
+                            limits={"data_source": choice.kind, "instrument": str(choice.instrument), **limits})
         self.stdout.write(f"audit: start-up card #{card.seq} (version {card.body.get('version', 'unknown')})")
         children = self._start_children(opts, engine_owns_clock=choice.feed is not None)
         previous_role = os.environ.get(ROLE_ENV)
