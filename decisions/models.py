@@ -69,6 +69,16 @@ class TradingConfig(models.Model):
     mtf_weight_4h = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.20"), validators=[UNIT])
     mtf_weight_1d = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"), validators=[UNIT])
     mtf_weight_1w = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.05"), validators=[UNIT])
+    # The entry rule's flow filters (decisions/engine/rules.py documents each).
+    rule_max_funding_long = models.FloatField(default=0.0005, help_text="per 8h; above it a long is refused")
+    rule_min_funding_short = models.FloatField(default=-0.0005, help_text="per 8h; below it a short is refused")
+    rule_oi_falling_pct = models.FloatField(default=-2.0, help_text="4h open-interest change that counts as falling")
+    rule_max_global_risk = models.FloatField(default=70.0, validators=[MinValueValidator(0), MaxValueValidator(100)])
+    rule_use_liquidations = models.BooleanField(default=True, help_text="LONG needs liquidations below, SHORT above")
+    rule_use_etf_flows = models.BooleanField(default=True, help_text="LONG needs 5-day ETF flows >= 0, SHORT <= 0")
+    rule_blocking_warnings = models.CharField(
+        max_length=255, blank=True, default="funding_extreme_long,funding_extreme_short,oi_spike",
+        help_text="comma-separated flow warnings that forbid any entry")
     # The risk wall (decisions/risk/limits.py documents each; RiskLimits validates them in clean()).
     weekly_drawdown_fraction = models.DecimalField(max_digits=6, decimal_places=5, default=Decimal("0.05"))
     max_drawdown_fraction = models.DecimalField(max_digits=6, decimal_places=5, default=Decimal("0.10"))

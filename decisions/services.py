@@ -14,7 +14,7 @@ from analytics.models import Flow, Snapshot
 from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
-from decisions.engine.rules import RuleParams, Signal, decide
+from decisions.engine.rules import FlowView, RuleParams, Signal, decide
 from decisions.audit_services import ENGINE, audit_append
 from decisions.models import MTF_WEIGHT_FIELDS, AuditRecord, Decision, Mode, TradingConfig
 from decisions.risk.gates import GateResult, check_costs_vs_target, first_block
@@ -85,9 +85,9 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     if gap is not None:
         return _decision_blocked_by_gap(instrument, config, as_of, gap, now)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
-    signal = _on_tick_grid(decide(snapshot, RuleParams(config.sl_atr_multiple, config.tp_atr_multiple)),
-                           instrument.tick_size)
     flow = _flow(instrument, as_of, config)
+    view = flow_view(flow) if flow is not None else None
+    signal = _on_tick_grid(decide(snapshot, rule_params(config), view), instrument.tick_size)
     if flow is not None:
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
     gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal, snapshot=snapshot)
@@ -201,6 +201,25 @@ def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flo
     except Exception:  # flow_run is atomic: nothing half-saved; the next cycle runs it again
         logger.exception("flow for %s as of %s failed", instrument, as_of)
         return None
+
+
+def rule_params(config: TradingConfig) -> RuleParams:
+    """Return the frozen rule parameters of the admin-edited configuration."""
+    warnings = tuple(w.strip() for w in config.rule_blocking_warnings.split(",") if w.strip())
+    return RuleParams(config.sl_atr_multiple, config.tp_atr_multiple, config.rule_max_funding_long,
+                      config.rule_min_funding_short, config.rule_oi_falling_pct, config.rule_max_global_risk,
+                      config.rule_use_liquidations, config.rule_use_etf_flows, warnings)
+
+
+def flow_view(flow: Flow) -> FlowView:
+    """Return the facts the rule reads from a stored flow (its parts' contexts)."""
+    context = (flow.parts or {}).get("context", {})
+    derivatives, etf = context.get("derivatives", {}), context.get("etf", {})
+    oi = dict((label, pct) for label, pct in derivatives.get("oi_change_pct", []))
+    return FlowView(funding_rate=derivatives.get("funding_rate"), oi_change_4h_pct=oi.get("4h"),
+                    liquidation_magnet=context.get("liquidations", {}).get("magnet", ""),
+                    etf_5d_usd=etf.get("total_5d_usd"), global_risk=flow.global_risk_score,
+                    warnings=tuple(w["name"] for w in flow.warnings))
 
 
 def _flow_line(flow: Flow) -> str:

@@ -1,4 +1,10 @@
-"""The entry rule: trade with an up/down structure when momentum agrees. Pure: no Django, no I/O."""
+"""The analysts' entry rule. Pure: no Django, no I/O.
+
+LONG when the structure is up (HH-HL) and momentum is up, and the flow does not object: funding
+acceptable, open interest not falling, liquidations sitting below, ETF flows supporting, global
+risk acceptable and no blocking warning. SHORT mirrored. FLAT on conflicting signals, and FLAT
+with the named reason when a flow filter objects. Every threshold is a RuleParams field.
+"""
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -9,6 +15,25 @@ from analytics.snapshot import MarketSnapshot
 class RuleParams:
     sl_atr_multiple: Decimal = Decimal("1.5")
     tp_atr_multiple: Decimal = Decimal("3.0")
+    max_funding_long: float = 0.0005        # per 8h: a long pays more than 0.05 % -> too crowded
+    min_funding_short: float = -0.0005      # a short pays more than 0.05 % -> too crowded
+    oi_falling_pct: float = -2.0            # 4h open-interest change at or below this counts as falling
+    max_global_risk: float = 70.0           # 0..100 flow risk score above which nothing is opened
+    use_liquidations: bool = True           # LONG needs the liquidation magnet below (or none), SHORT above
+    use_etf_flows: bool = True              # LONG needs 5-day ETF flows >= 0, SHORT <= 0
+    blocking_warnings: tuple[str, ...] = ("funding_extreme_long", "funding_extreme_short", "oi_spike")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    """The flow facts the rule reads; None where the input is missing (a missing input never blocks)."""
+
+    funding_rate: float | None = None       # latest, per 8h
+    oi_change_4h_pct: float | None = None
+    liquidation_magnet: str = ""            # "above", "below" or ""
+    etf_5d_usd: float | None = None
+    global_risk: float | None = None        # 0..100
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +46,29 @@ class Signal:
     target_price: Decimal | None = None
 
 
-def decide(snapshot: MarketSnapshot, params: RuleParams) -> Signal:
-    """Return LONG when structure is up and momentum is up, SHORT mirrored, else FLAT."""
+def flow_objections(side: str, flow: FlowView, params: RuleParams) -> list[str]:
+    """Return why the flow forbids a `side` ("LONG"/"SHORT") entry; empty when it does not."""
+    long = side == "LONG"
+    out = []
+    if flow.funding_rate is not None:
+        if long and flow.funding_rate > params.max_funding_long:
+            out.append(f"funding {flow.funding_rate:.4%}/8h above the long limit {params.max_funding_long:.4%}")
+        if not long and flow.funding_rate < params.min_funding_short:
+            out.append(f"funding {flow.funding_rate:.4%}/8h below the short limit {params.min_funding_short:.4%}")
+    if flow.oi_change_4h_pct is not None and flow.oi_change_4h_pct <= params.oi_falling_pct:
+        out.append(f"open interest falling {flow.oi_change_4h_pct:+.1f}% over 4h")
+    if params.use_liquidations and flow.liquidation_magnet == ("above" if long else "below"):
+        out.append(f"liquidation magnet {flow.liquidation_magnet} price works against a {side.lower()}")
+    if params.use_etf_flows and flow.etf_5d_usd is not None and (flow.etf_5d_usd < 0 if long else flow.etf_5d_usd > 0):
+        out.append(f"ETF flows {flow.etf_5d_usd / 1e6:+,.0f}M USD over 5 days against a {side.lower()}")
+    if flow.global_risk is not None and flow.global_risk > params.max_global_risk:
+        out.append(f"global risk {flow.global_risk:.0f}/100 above {params.max_global_risk:.0f}")
+    out.extend(f"warning {w}" for w in flow.warnings if w in params.blocking_warnings)
+    return out
+
+
+def decide(snapshot: MarketSnapshot, params: RuleParams, flow: FlowView | None = None) -> Signal:
+    """Return LONG when structure and momentum are up and the flow agrees, SHORT mirrored, else FLAT."""
     rationale = (
         f"structure {snapshot.trend} ({' '.join(snapshot.structure_labels) or 'no swings yet'})",
         f"momentum {snapshot.momentum} (ROC {snapshot.roc_atr:+.2f} ATR, range x{snapshot.range_expansion:.2f},"
@@ -37,6 +83,10 @@ def decide(snapshot: MarketSnapshot, params: RuleParams) -> Signal:
         action = "SHORT"
     else:
         return Signal("FLAT", f"no alignment: structure {snapshot.trend}, momentum {snapshot.momentum}", rationale)
+    objections = flow_objections(action, flow, params) if flow is not None else []
+    if objections:
+        return Signal("FLAT", f"{action} refused by the flow: {'; '.join(objections)}"[:255],
+                      rationale + tuple(f"flow objects: {o}" for o in objections))
     entry = Decimal(repr(snapshot.close))
     atr_value = Decimal(repr(snapshot.atr))
     direction = 1 if action == "LONG" else -1

@@ -216,3 +216,23 @@ def test_pipeline_decisions_and_orders_record_the_config_version(btc_15m):
 
     assert set(Decision.objects.values_list("config_version", flat=True)) == {4}
     assert set(Order.objects.values_list("config_version", flat=True)) == {4}
+
+
+def test_pipeline_flow_filters_refuse_longs_when_funding_is_too_high(btc_15m):
+    from market.ingest import derivatives_upsert
+
+    instrument, frame = btc_15m
+    config = trading_config_get()
+    config.mode = Mode.ON
+    config.save()
+    start = int(frame["open_time_ms"].iloc[0]) // 28_800_000 * 28_800_000
+    marks = [start + k * 28_800_000 for k in range(int(len(frame) * 900_000 / 28_800_000) + 2)]
+    derivatives_upsert(instrument_id=instrument.pk, kind="funding", period="8h",
+                       frame=pd.DataFrame({"ts_ms": marks, "funding_rate": ["0.001"] * len(marks)}))
+
+    _replay_day(frame)
+
+    assert not Position.objects.filter(side="LONG").exists()
+    refused = Decision.objects.filter(reason__startswith="LONG refused by the flow: funding 0.1000%/8h")
+    assert refused.exists()
+    assert all(d.action == "FLAT" for d in refused)

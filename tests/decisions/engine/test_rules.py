@@ -1,3 +1,4 @@
+import pytest
 from decimal import Decimal as D
 
 from analytics.snapshot import MarketSnapshot
@@ -31,3 +32,45 @@ def test_decide_conflicting_signals_stays_flat_and_says_why():
     assert signal.action == "FLAT"
     assert "structure up, momentum down" in signal.reason
     assert len(signal.rationale) == 3
+
+
+from decisions.engine.rules import FlowView, flow_objections  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "flow, objection",
+    [
+        # each filter just past its threshold objects to a long, naming the reason
+        (FlowView(funding_rate=0.00051), "above the long limit"),
+        (FlowView(oi_change_4h_pct=-2.0), "open interest falling"),
+        (FlowView(liquidation_magnet="above"), "liquidation magnet above"),
+        (FlowView(etf_5d_usd=-1e6), "ETF flows"),
+        (FlowView(global_risk=70.1), "global risk 70/100 above 70"),
+        (FlowView(warnings=("oi_spike",)), "warning oi_spike"),
+    ],
+)
+def test_decide_flow_filter_turns_long_into_flat_with_reason(flow, objection):
+    signal = decide(_snap(), RuleParams(), flow)
+
+    assert signal.action == "FLAT"
+    assert objection in signal.reason
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        FlowView(),                                              # nothing known: nothing objects
+        FlowView(funding_rate=0.0005, oi_change_4h_pct=-1.9, liquidation_magnet="below", etf_5d_usd=0.0,
+                 global_risk=70.0, warnings=("cvd_bearish_divergence",)),  # every value just inside
+    ],
+)
+def test_decide_flow_inside_limits_keeps_long(flow):
+    assert decide(_snap(), RuleParams(), flow).action == "LONG"
+
+
+def test_flow_objections_mirror_for_short():
+    flow = FlowView(funding_rate=-0.0006, liquidation_magnet="below", etf_5d_usd=5e6)
+
+    objections = flow_objections("SHORT", flow, RuleParams())
+
+    assert len(objections) == 3
