@@ -30,7 +30,7 @@ class TradingConfigAdmin(admin.ModelAdmin):
                                                  "rule_oi_falling_pct", "rule_max_global_risk",
                                                  "rule_use_liquidations", "rule_use_etf_flows",
                                                  "rule_blocking_warnings"]}),
-        ("Levels", {"fields": ["sl_atr_multiple", "tp_atr_multiple"]}),
+        ("Levels", {"fields": ["sl_atr_multiple", "tp_r_multiples", "tp_shares", "rr_min", "breakeven_after_tp1"]}),
         ("Risk", {"fields": ["risk_per_trade_fraction", "daily_loss_limit_fraction", "max_leverage",
                               "max_cost_to_target_fraction"]}),
         ("Risk wall", {"fields": ["weekly_drawdown_fraction", "max_drawdown_fraction", "loss_streak", "sl_streak",

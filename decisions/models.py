@@ -23,6 +23,22 @@ class Action(models.TextChoices):
 
 
 UNIT = MinValueValidator(Decimal("0"))
+
+
+def ladder_parse(r_multiples: str, shares: str) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """Return the ladder's R multiples and shares; raise ValueError naming what is wrong."""
+    try:
+        rs = tuple(Decimal(x.strip()) for x in r_multiples.split(","))
+        ss = tuple(Decimal(x.strip()) for x in shares.split(","))
+    except ArithmeticError:
+        raise ValueError("take-profit multiples and shares must be comma-separated numbers") from None
+    if len(rs) != len(ss) or not rs:
+        raise ValueError(f"{len(rs)} take-profit multiples but {len(ss)} shares")
+    if any(r <= 0 for r in rs) or list(rs) != sorted(set(rs)):
+        raise ValueError("take-profit multiples must be positive and increasing")
+    if any(x <= 0 for x in ss) or sum(ss) != 1:
+        raise ValueError(f"take-profit shares must be positive and sum to 1, they sum to {sum(ss)}")
+    return rs, ss
 MTF_WEIGHT_FIELDS = ("mtf_weight_15m", "mtf_weight_1h", "mtf_weight_4h", "mtf_weight_1d", "mtf_weight_1w")
 
 
@@ -42,8 +58,13 @@ class TradingConfig(models.Model):
     momentum_period = models.PositiveSmallIntegerField(default=12, validators=[MinValueValidator(2)])
     sl_atr_multiple = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("1.5"),
                                           validators=[MinValueValidator(Decimal("0.1"))])
-    tp_atr_multiple = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("3.0"),
-                                          validators=[MinValueValidator(Decimal("0.1"))])
+    tp_r_multiples = models.CharField(max_length=64, default="1,2,3",
+                                      help_text="take-profit targets as multiples of the risk (entry to stop)")
+    tp_shares = models.CharField(max_length=64, default="0.4,0.4,0.2",
+                                 help_text="share of the position each target closes; sums to 1")
+    rr_min = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("1.3"),
+                                 help_text="minimum share-weighted reward/risk of the ladder")
+    breakeven_after_tp1 = models.BooleanField(default=True, help_text="trail the stop to entry once TP1 fills")
     risk_per_trade_fraction = models.DecimalField(
         max_digits=6, decimal_places=5, default=Decimal("0.005"),
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.05"))],
@@ -127,6 +148,10 @@ class TradingConfig(models.Model):
             field, _, message = str(exc).partition(": ")
             field = {"timezone": "risk_timezone", "daily_loss_fraction": "daily_loss_limit_fraction"}.get(field, field)
             raise ValidationError({field if hasattr(self, field) else None: message or str(exc)}) from None
+        try:
+            ladder_parse(self.tp_r_multiples, self.tp_shares)
+        except ValueError as exc:
+            raise ValidationError({"tp_shares": str(exc)}) from None
         total = sum((getattr(self, name) or Decimal(0)) for name in MTF_WEIGHT_FIELDS)
         if total != Decimal("1"):
             raise ValidationError({name: f"the multi-timeframe weights must sum to 1, they sum to {total}"
@@ -158,6 +183,7 @@ class Decision(models.Model):
     stop_price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
     target_price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
     quantity = models.DecimalField(max_digits=32, decimal_places=10, null=True, blank=True)
+    take_profits = models.JSONField(default=list, blank=True, help_text='[{"price", "share"}], nearest first')
     reason = models.CharField(max_length=255)
     rationale = models.JSONField(default=list, help_text="each input that drove the decision")
     gates = models.JSONField(default=list, help_text="each risk gate's verdict")

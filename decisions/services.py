@@ -16,8 +16,8 @@ from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, m
 from dashboard.events import broadcast_on_commit
 from decisions.engine.rules import FlowView, RuleParams, Signal, decide
 from decisions.audit_services import ENGINE, audit_append
-from decisions.models import MTF_WEIGHT_FIELDS, AuditRecord, Decision, Mode, TradingConfig
-from decisions.risk.gates import GateResult, check_costs_vs_target, first_block
+from decisions.models import MTF_WEIGHT_FIELDS, AuditRecord, Decision, Mode, TradingConfig, ladder_parse
+from decisions.risk.gates import GateResult, check_costs_vs_target, check_rr_min, first_block
 from decisions.risk.wall import combine, evaluate_gates
 from decisions.risk_state import risk_limits_for, risk_state_load
 from decisions.risk.sizing import SizingInput, round_to_step, round_to_tick, size_position
@@ -49,6 +49,7 @@ def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, n
     side = "SHORT" if signal.action == "SHORT" else "LONG"
     gates = evaluate_gates(state, limits, now, side, instrument.exchange_symbol)
     if signal.action != "FLAT":
+        gates.append(check_rr_min(signal.entry_price, signal.stop_price, signal.take_profits, config.rr_min))
         gates.append(check_costs_vs_target(signal.entry_price, signal.target_price, config.taker_fee_fraction,
                                            config.slippage_bps, config.max_cost_to_target_fraction))
     return gates
@@ -105,6 +106,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
                 stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
                 reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
                 config_version=config.version,
+                take_profits=[{"price": str(p), "share": str(share)} for p, share in signal.take_profits],
             )
             decision_audit(decision, now=now)
     except IntegrityError:  # another worker decided this bar first
@@ -190,7 +192,8 @@ def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
         return signal
     return replace(signal, entry_price=round_to_tick(signal.entry_price, tick),
                    stop_price=round_to_tick(signal.stop_price, tick),
-                   target_price=round_to_tick(signal.target_price, tick))
+                   target_price=round_to_tick(signal.target_price, tick),
+                   take_profits=tuple((round_to_tick(p, tick), share) for p, share in signal.take_profits))
 
 
 def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flow | None:
@@ -206,9 +209,10 @@ def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flo
 def rule_params(config: TradingConfig) -> RuleParams:
     """Return the frozen rule parameters of the admin-edited configuration."""
     warnings = tuple(w.strip() for w in config.rule_blocking_warnings.split(",") if w.strip())
-    return RuleParams(config.sl_atr_multiple, config.tp_atr_multiple, config.rule_max_funding_long,
+    r_multiples, shares = ladder_parse(config.tp_r_multiples, config.tp_shares)
+    return RuleParams(config.sl_atr_multiple, config.rule_max_funding_long,
                       config.rule_min_funding_short, config.rule_oi_falling_pct, config.rule_max_global_risk,
-                      config.rule_use_liquidations, config.rule_use_etf_flows, warnings)
+                      config.rule_use_liquidations, config.rule_use_etf_flows, warnings, r_multiples, shares)
 
 
 def flow_view(flow: Flow) -> FlowView:
@@ -294,7 +298,8 @@ def decision_audit(decision: Decision, *, now: datetime) -> None:
         "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
         "action": decision.action, "mode": decision.mode, "outcome": decision.outcome, "reason": decision.reason,
         "entry_price": decision.entry_price, "stop_price": decision.stop_price,
-        "target_price": decision.target_price, "quantity": decision.quantity, "rationale": decision.rationale,
+        "target_price": decision.target_price, "take_profits": decision.take_profits, "quantity": decision.quantity,
+        "rationale": decision.rationale,
         "config_version": decision.config_version})
     blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
     audit_append(kind=AuditRecord.Kind.GATE, actor=ENGINE, subject=subject, now=now,

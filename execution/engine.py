@@ -47,7 +47,8 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
     broker = broker_for(account, config)
     decisions = exits = 0
     for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):
-        if positions_check_exits(account=account, instrument=instrument, broker=broker, now=now) is not None:
+        if positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
+                                 breakeven_after_tp1=config.breakeven_after_tp1) is not None:
             exits += 1
         if decide and decision_run(instrument=instrument, now=now, account=account) is not None:
             decisions += 1

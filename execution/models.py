@@ -115,7 +115,12 @@ class Position(models.Model):
     entry_price = models.DecimalField(**MONEY)
     stop_price = models.DecimalField(**MONEY)
     target_price = models.DecimalField(**MONEY)
+    initial_quantity = models.DecimalField(**MONEY, null=True, blank=True, help_text="quantity at entry")
+    take_profits = models.JSONField(default=list, blank=True,
+                                    help_text='[{"price", "share", "filled"}]: the ladder and what has filled')
     opened_at = models.DateTimeField()
+    exits_checked_until = models.DateTimeField(null=True, blank=True, editable=False,
+                                               help_text="open time of the last bar the exits were checked on")
     closed_at = models.DateTimeField(null=True, blank=True)
     exit_price = models.DecimalField(**MONEY, null=True, blank=True)
     exit_reason = models.CharField(max_length=16, blank=True)

@@ -15,7 +15,7 @@ from decisions.audit_services import ENGINE, audit_append
 from decisions.models import AuditRecord, Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker, ExecutionReport
-from execution.brokers.paper import OpenPosition, PaperBroker, exit_hit, position_pnl
+from execution.brokers.paper import LadderExit, LadderPosition, PaperBroker, Target, ladder_step, position_pnl
 from execution.models import Account, EquityPoint, Fill, Order, Position
 from execution.oms import OrderIntent, Precision, apply_precision, make_intent_id
 from execution.selectors import equity_now, position_get_open, unrealized_pnl
@@ -126,10 +126,13 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
         if order.status != Order.Status.FILLED:
             return None
         fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
+        targets = decision.take_profits or [{"price": str(decision.target_price), "share": "1"}]
         position = Position.objects.create(
             account=account, instrument=instrument, decision=decision, side=decision.action,
-            open_key=instrument.pk, quantity=order.filled_quantity, entry_price=order.average_price,
-            stop_price=decision.stop_price, target_price=decision.target_price, opened_at=now, fees_usdt=fee,
+            open_key=instrument.pk, quantity=order.filled_quantity, initial_quantity=order.filled_quantity,
+            entry_price=order.average_price, stop_price=decision.stop_price, target_price=decision.target_price,
+            take_profits=[{**t, "filled": False} for t in targets], opened_at=now, fees_usdt=fee,
+            realized_pnl_usdt=-fee,
         )
         # F(): another cycle may have booked a close since `account` was read.
         Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
@@ -147,57 +150,80 @@ def position_payload(position: Position) -> dict:
             "exit_reason": position.exit_reason, "realized_pnl_usdt": position.realized_pnl_usdt}
 
 
-def _exit_bars(position: Position, now: datetime):
-    """Return the finest stored closed bars since the position opened."""
+def _exit_bars(position: Position, since: datetime, now: datetime):
+    """Return the finest stored bars opened at or after `since` (after, once checked) and closed by `now`."""
+    strictly_after = position.exits_checked_until is not None
     for timeframe in ("1m", "3m", "5m", "15m", "30m", "1h"):
         step = timedelta(milliseconds=timeframe_ms(timeframe))
+        start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
         bars = Candle.objects.filter(instrument=position.instrument, timeframe=timeframe,
-                                     open_time__gte=position.opened_at, open_time__lte=now - step)
+                                     open_time__lte=now - step, **start)
         if bars.exists():
             return list(bars.order_by("open_time").values_list("open_time", "open", "high", "low"))
     return []
 
 
+def _ladder(position: Position) -> LadderPosition:
+    targets = tuple(Target(Decimal(str(t["price"])), Decimal(str(t["share"])), bool(t.get("filled")))
+                    for t in position.take_profits) or (Target(position.target_price, Decimal(1)),)
+    return LadderPosition(position.side, position.entry_price, position.initial_quantity or position.quantity,
+                          position.quantity, position.stop_price, targets)
+
+
 def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperBroker,
-                          now: datetime) -> Position | None:
-    """Close the open position when a closed bar since entry touched its stop or target."""
+                          now: datetime, breakeven_after_tp1: bool = True) -> Position | None:
+    """Walk the closed bars since entry: fill the stop or each take-profit the bars reached."""
     position = position_get_open(account=account, instrument=instrument)
     if position is None:
         return None
-    view = OpenPosition(position.side, position.quantity, position.entry_price,
-                        position.stop_price, position.target_price)
-    for open_time, bar_open, bar_high, bar_low in _exit_bars(position, now):
-        hit = exit_hit(view, bar_open, bar_high, bar_low)
-        if hit is not None:
-            return position_close(position=position, broker=broker, price=hit.price, reason=hit.reason,
-                                  now=max(open_time, position.opened_at), slip=hit.reason == "stop")
-    return None
+    ladder = _ladder(position)
+    since = position.exits_checked_until or position.opened_at
+    for open_time, bar_open, bar_high, bar_low in _exit_bars(position, since, now):
+        exits, ladder = ladder_step(ladder, bar_open, bar_high, bar_low, instrument.step_size,
+                                    breakeven_after_first=breakeven_after_tp1)
+        when = max(open_time, position.opened_at)
+        for exit_ in exits:
+            position = position_reduce(position=position, broker=broker, exit_=exit_, now=when)
+        if position.status == Position.Status.CLOSED:
+            return position
+        position.stop_price = ladder.stop_price
+        position.take_profits = [{"price": str(t.price), "share": str(t.share), "filled": t.filled}
+                                 for t in ladder.targets]
+        position.exits_checked_until = open_time
+    if position.exits_checked_until is not None:
+        position.save(update_fields=["stop_price", "take_profits", "exits_checked_until"])
+    return position if position.status == Position.Status.CLOSED else None
 
 
-def position_close(*, position: Position, broker: PaperBroker, price: Decimal, reason: str,
-                   now: datetime, slip: bool) -> Position:
-    """Close the position reduce-only at `price` and book the PnL into the account balance."""
+def position_reduce(*, position: Position, broker: PaperBroker, exit_: LadderExit, now: datetime) -> Position:
+    """Close `exit_.quantity` of the position reduce-only and book its PnL; close it when nothing is left."""
     side = "sell" if position.side == "LONG" else "buy"
-    intent = OrderIntent(make_intent_id("exit", position.pk), "exit", position.instrument.symbol, side,
-                         "market", position.quantity, reduce_only=True)
+    intent = OrderIntent(make_intent_id("exit", position.pk), exit_.leg, position.instrument.symbol, side,
+                         "market", exit_.quantity, reduce_only=True)
     order, created = order_create_pending(account=position.account, instrument=position.instrument,
                                           intent=intent, decision=position.decision, now=now)
     if not created:
         return position
-    report = broker.fill_at(intent, price, int(now.timestamp() * 1000), slip=slip,
+    # A stop is a market order and slips; a take-profit is a resting limit and fills at its price.
+    report = broker.fill_at(intent, exit_.price, int(now.timestamp() * 1000), slip=exit_.reason == "stop",
                             tick_size=position.instrument.tick_size)
     with transaction.atomic():
         order = order_apply_report(order=order, report=report, now=now)
         exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
-        gross = position_pnl(position.side, position.quantity, position.entry_price, order.average_price)
-        position.status, position.open_key = Position.Status.CLOSED, None
-        position.closed_at, position.exit_price, position.exit_reason = now, order.average_price, reason
+        gross = position_pnl(position.side, order.filled_quantity, position.entry_price, order.average_price)
+        position.quantity -= order.filled_quantity
         position.fees_usdt += exit_fee
-        position.realized_pnl_usdt = gross - position.fees_usdt
+        position.realized_pnl_usdt += gross - exit_fee
+        position.exit_price, position.exit_reason = order.average_price, exit_.leg
+        if position.quantity <= 0:
+            position.status, position.open_key, position.closed_at = Position.Status.CLOSED, None, now
+            position.exit_reason = "stop" if exit_.reason == "stop" else "target"
         position.save()
         Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + gross - exit_fee)
-        _audit_order(order, now, {"action": "position_closed", "position": position.pk, "reason": reason,
-                                  "exit_price": position.exit_price, "realized_pnl_usdt": position.realized_pnl_usdt})
+        _audit_order(order, now, {"action": "position_closed" if position.status == Position.Status.CLOSED
+                                  else "position_reduced", "position": position.pk, "leg": exit_.leg,
+                                  "quantity": order.filled_quantity, "exit_price": order.average_price,
+                                  "realized_pnl_usdt": position.realized_pnl_usdt})
         broadcast_on_commit("position", position_payload(position))
     return position
 
@@ -216,5 +242,5 @@ def equity_record(*, account: Account, now: datetime) -> EquityPoint:
     return point
 
 
-__all__ = ["account_ensure", "broker_for", "position_open", "positions_check_exits", "position_close",
+__all__ = ["account_ensure", "broker_for", "position_open", "positions_check_exits", "position_reduce",
            "equity_record", "equity_now"]

@@ -14,7 +14,6 @@ from analytics.snapshot import MarketSnapshot
 @dataclass(frozen=True, slots=True)
 class RuleParams:
     sl_atr_multiple: Decimal = Decimal("1.5")
-    tp_atr_multiple: Decimal = Decimal("3.0")
     max_funding_long: float = 0.0005        # per 8h: a long pays more than 0.05 % -> too crowded
     min_funding_short: float = -0.0005      # a short pays more than 0.05 % -> too crowded
     oi_falling_pct: float = -2.0            # 4h open-interest change at or below this counts as falling
@@ -22,6 +21,10 @@ class RuleParams:
     use_liquidations: bool = True           # LONG needs the liquidation magnet below (or none), SHORT above
     use_etf_flows: bool = True              # LONG needs 5-day ETF flows >= 0, SHORT <= 0
     blocking_warnings: tuple[str, ...] = ("funding_extreme_long", "funding_extreme_short", "oi_spike")
+    # Take-profit ladder: targets at these multiples of the risk (entry to stop), closing these
+    # shares of the position; the last target is `target_price`.
+    tp_r_multiples: tuple[Decimal, ...] = (Decimal("1"), Decimal("2"), Decimal("3"))
+    tp_shares: tuple[Decimal, ...] = (Decimal("0.4"), Decimal("0.4"), Decimal("0.2"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,13 @@ class Signal:
     entry_price: Decimal | None = None
     stop_price: Decimal | None = None
     target_price: Decimal | None = None
+    take_profits: tuple[tuple[Decimal, Decimal], ...] = ()   # (price, share of the position), nearest first
+
+
+def take_profit_ladder(entry: Decimal, stop: Decimal, params: RuleParams) -> tuple[tuple[Decimal, Decimal], ...]:
+    """Return the (price, share) targets at the ladder's R multiples, on the profitable side of entry."""
+    risk = entry - stop                     # positive for a long, negative for a short
+    return tuple((entry + r * risk, share) for r, share in zip(params.tp_r_multiples, params.tp_shares))
 
 
 def flow_objections(side: str, flow: FlowView, params: RuleParams) -> list[str]:
@@ -91,6 +101,6 @@ def decide(snapshot: MarketSnapshot, params: RuleParams, flow: FlowView | None =
     atr_value = Decimal(repr(snapshot.atr))
     direction = 1 if action == "LONG" else -1
     stop = entry - direction * params.sl_atr_multiple * atr_value
-    target = entry + direction * params.tp_atr_multiple * atr_value
+    ladder = take_profit_ladder(entry, stop, params)
     reason = f"{action}: structure {snapshot.trend} and momentum {snapshot.momentum}"
-    return Signal(action, reason, rationale, entry, stop, target)
+    return Signal(action, reason, rationale, entry, stop, ladder[-1][0], ladder)

@@ -210,3 +210,13 @@ def check_costs_vs_target(entry_price: Decimal, target_price: Decimal, taker_fee
 def first_block(results: list[GateResult]) -> GateResult | None:
     """Return the first blocking verdict, or None when every gate allows."""
     return next((r for r in results if r.blocked), None)
+
+
+def check_rr_min(entry: Decimal, stop: Decimal, take_profits, rr_min: Decimal) -> GateResult:
+    """Block when the ladder's share-weighted reward/risk is below `rr_min`."""
+    risk = abs(entry - stop)
+    if risk == 0 or not take_profits:
+        return GateResult("rr_min", "block", "no risk distance or no target")
+    rr = sum(abs(price - entry) * share for price, share in take_profits) / risk
+    text = f"reward/risk {rr:.2f} (share-weighted over {len(take_profits)} targets) vs minimum {rr_min}"
+    return GateResult("rr_min", "block" if rr < rr_min else "allow", text)

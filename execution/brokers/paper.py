@@ -1,28 +1,14 @@
-"""Paper broker: simulated fills with taker fees and slippage. Pure: no Django, no I/O, no clock."""
+"""Paper broker: simulated fills with taker fees and slippage, and the take-profit ladder. Pure: no Django."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from decisions.risk.sizing import round_to_step
 from execution.brokers.base import ExecutionReport, FillReport
 from execution.oms import OrderIntent
 
 _BPS = Decimal("0.0001")
-
-
-@dataclass(frozen=True, slots=True)
-class OpenPosition:
-    side: str                   # LONG or SHORT
-    quantity: Decimal
-    entry_price: Decimal
-    stop_price: Decimal
-    target_price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class ExitHit:
-    reason: str                 # "stop" or "target"
-    price: Decimal              # trigger level, or the open when the bar gapped through it
 
 
 class PaperBroker:
@@ -57,34 +43,72 @@ class PaperBroker:
         return ExecutionReport(intent.client_order_id, "filled", (fill,), exchange_order_id=f"paper-{intent.intent_id}")
 
 
-def exit_hit(position: OpenPosition, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal) -> ExitHit | None:
-    """Return the exit a bar triggers, or None.
-
-    When one bar touches both levels the stop is assumed first: without the path inside the
-    bar the pessimistic answer is the safe one. A bar that opens beyond a level fills at the open.
-    """
-    if position.side == "LONG":
-        if bar_open <= position.stop_price:
-            return ExitHit("stop", bar_open)
-        if bar_low <= position.stop_price:
-            return ExitHit("stop", position.stop_price)
-        if bar_open >= position.target_price:
-            return ExitHit("target", bar_open)
-        if bar_high >= position.target_price:
-            return ExitHit("target", position.target_price)
-    else:
-        if bar_open >= position.stop_price:
-            return ExitHit("stop", bar_open)
-        if bar_high >= position.stop_price:
-            return ExitHit("stop", position.stop_price)
-        if bar_open <= position.target_price:
-            return ExitHit("target", bar_open)
-        if bar_low <= position.target_price:
-            return ExitHit("target", position.target_price)
-    return None
-
-
 def position_pnl(side: str, quantity: Decimal, entry_price: Decimal, price: Decimal) -> Decimal:
     """Return the PnL in USDT of a linear position marked at `price`, before fees."""
     direction = 1 if side == "LONG" else -1
     return direction * (price - entry_price) * quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    price: Decimal
+    share: Decimal              # of the initial quantity
+    filled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LadderExit:
+    leg: str                    # "sl", "tp1", "tp2", ...
+    reason: str                 # "stop" or "target"
+    price: Decimal
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LadderPosition:
+    side: str
+    entry_price: Decimal
+    initial_quantity: Decimal
+    quantity: Decimal           # still open
+    stop_price: Decimal
+    targets: tuple[Target, ...]
+
+
+def _reached(side: str, level: Decimal, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal,
+             *, stop: bool) -> Decimal | None:
+    """Return the fill price when the bar reaches `level` (the open when it gapped through), else None."""
+    against = (side == "LONG") == stop      # a long's stop and a short's target sit below the price
+    if against:
+        return bar_open if bar_open <= level else (level if bar_low <= level else None)
+    return bar_open if bar_open >= level else (level if bar_high >= level else None)
+
+
+def ladder_step(pos: LadderPosition, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal, step_size: Decimal,
+                *, breakeven_after_first: bool = True) -> tuple[list[LadderExit], LadderPosition]:
+    """Return the exits one bar causes and the position after them.
+
+    The stop is checked first: without the path inside the bar, the pessimistic order is the safe
+    one. Each target closes its share of the initial quantity (rounded down to the step; the last
+    open target closes the rest). After the first target the stop moves to entry (breakeven), from
+    the next bar on.
+    """
+    stop_fill = _reached(pos.side, pos.stop_price, bar_open, bar_high, bar_low, stop=True)
+    if stop_fill is not None:
+        return [LadderExit("sl", "stop", stop_fill, pos.quantity)], replace(pos, quantity=Decimal(0))
+    exits, remaining, targets = [], pos.quantity, list(pos.targets)
+    for i, target in enumerate(targets):
+        if target.filled or remaining <= 0:
+            continue
+        fill = _reached(pos.side, target.price, bar_open, bar_high, bar_low, stop=False)
+        if fill is None:
+            break                           # the ladder is ordered: a missed target hides the rest
+        last = all(t.filled for t in targets[i + 1:])
+        quantity = remaining if last else min(remaining, round_to_step(pos.initial_quantity * target.share, step_size))
+        targets[i] = replace(target, filled=True)
+        if quantity > 0:
+            exits.append(LadderExit(f"tp{i + 1}", "target", fill, quantity))
+            remaining -= quantity
+    stop = pos.stop_price
+    if exits and breakeven_after_first:
+        stop = max(stop, pos.entry_price) if pos.side == "LONG" else min(stop, pos.entry_price)
+    return exits, replace(pos, quantity=remaining, stop_price=stop, targets=tuple(targets))

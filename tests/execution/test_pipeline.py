@@ -55,12 +55,16 @@ def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_15m):
     assert decisions.filter(action__in=["LONG", "SHORT"]).exists()
     assert decisions.filter(outcome="executed").count() == Position.objects.count() > 0
     assert Fill.objects.count() == Order.objects.filter(status="filled").count()
+    assert Order.objects.filter(leg__in=["tp1", "tp2", "tp3", "sl"]).exists()
+    for position in Position.objects.filter(status="closed"):
+        legs = sum(o.filled_quantity for o in position.decision.orders.exclude(leg="entry"))
+        assert legs == position.initial_quantity  # every unit that was opened was closed once
     assert EquityPoint.objects.filter(account=account).count() == DAY_BARS
-    # Accounting: the equity change is the closed trades' PnL plus what is still open.
-    closed = sum((p.realized_pnl_usdt for p in Position.objects.filter(status="closed")), D(0))
-    open_fees = sum((p.fees_usdt for p in Position.objects.filter(status="open")), D(0))
+    # Accounting: the equity change is every position's realised PnL (partial exits and all fees
+    # included) plus what is still open.
+    realized = sum((p.realized_pnl_usdt for p in Position.objects.all()), D(0))
     last = EquityPoint.objects.filter(account=account).last()
-    assert last.equity_usdt - account.starting_balance_usdt == closed - open_fees + last.unrealized_pnl_usdt
+    assert last.equity_usdt - account.starting_balance_usdt == realized + last.unrealized_pnl_usdt
 
 
 def test_pipeline_safe_mode_logs_decisions_without_orders(btc_15m):
@@ -174,8 +178,8 @@ def test_pipeline_every_decision_gate_and_order_is_in_a_verified_audit_chain(btc
     assert report.ok and report.count == AuditRecord.objects.count()
     kinds = {k: AuditRecord.objects.filter(kind=k).count() for k in ("decision", "gate", "order")}
     assert kinds["decision"] == kinds["gate"] == Decision.objects.count()
-    # Each order: created + report; each close: one more record on the exit order.
-    assert kinds["order"] == 2 * Order.objects.count() + Position.objects.filter(status="closed").count()
+    # Each order: created + report; each exit order one more: the reduce or close it booked.
+    assert kinds["order"] == 2 * Order.objects.count() + Order.objects.exclude(leg="entry").count()
 
 
 def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audits(btc_15m):

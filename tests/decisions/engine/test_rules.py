@@ -13,17 +13,17 @@ def _snap(**overrides) -> MarketSnapshot:
 
 
 def test_decide_up_structure_up_momentum_goes_long_with_atr_levels():
-    signal = decide(_snap(), RuleParams(D("1.5"), D("3")))
+    signal = decide(_snap(), RuleParams(D("1.5")))
 
     assert signal.action == "LONG"
-    assert (signal.entry_price, signal.stop_price, signal.target_price) == (D("100.0"), D("97.0"), D("106.0"))
+    assert (signal.entry_price, signal.stop_price, signal.target_price) == (D("100.0"), D("97.0"), D("109.0"))
 
 
 def test_decide_down_structure_down_momentum_goes_short():
-    signal = decide(_snap(trend="down", momentum="down"), RuleParams(D("1"), D("2")))
+    signal = decide(_snap(trend="down", momentum="down"), RuleParams(D("1")))
 
     assert signal.action == "SHORT"
-    assert signal.stop_price == D("102.0") and signal.target_price == D("96.0")
+    assert signal.stop_price == D("102.0") and signal.target_price == D("94.0")
 
 
 def test_decide_conflicting_signals_stays_flat_and_says_why():
@@ -74,3 +74,40 @@ def test_flow_objections_mirror_for_short():
     objections = flow_objections("SHORT", flow, RuleParams())
 
     assert len(objections) == 3
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from decisions.engine.rules import take_profit_ladder  # noqa: E402
+from decisions.risk.gates import check_rr_min  # noqa: E402
+
+
+def test_decide_long_builds_40_40_20_ladder_at_1_2_3_r():
+    signal = decide(_snap(), RuleParams(D("1.5")))
+
+    assert signal.take_profits == ((D("103.0"), D("0.4")), (D("106.0"), D("0.4")), (D("109.0"), D("0.2")))
+    assert signal.target_price == D("109.0")
+
+
+@given(st.decimals(min_value=D("1"), max_value=D("100000"), places=1),
+       st.decimals(min_value=D("0.1"), max_value=D("500"), places=1), st.sampled_from(["LONG", "SHORT"]))
+def test_levels_stop_on_losing_side_and_ladder_ordered(entry, distance, side):
+    stop = entry - distance if side == "LONG" else entry + distance
+
+    ladder = take_profit_ladder(entry, stop, RuleParams())
+
+    prices = [p for p, _ in ladder]
+    assert (stop < entry) if side == "LONG" else (stop > entry)
+    assert prices == (sorted(prices) if side == "LONG" else sorted(prices, reverse=True))
+    assert all((p > entry) if side == "LONG" else (p < entry) for p in prices)
+    assert sum(share for _, share in ladder) == 1
+
+
+@pytest.mark.parametrize(
+    "rr_min, verdict",
+    [(D("1.8"), "allow"), (D("1.81"), "block"), (D("1.3"), "allow")],  # 0.4*1 + 0.4*2 + 0.2*3 = 1.8
+)
+def test_check_rr_min_share_weighted(rr_min, verdict):
+    ladder = take_profit_ladder(D("100"), D("98"), RuleParams())
+
+    assert check_rr_min(D("100"), D("98"), ladder, rr_min).verdict == verdict
