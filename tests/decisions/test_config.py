@@ -7,6 +7,12 @@ from decisions.models import TradingConfig
 from decisions.services import snapshot_params
 
 
+def _form(config: TradingConfig) -> dict:
+    """Return the admin change form's data for `config` as it stands."""
+    return {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
+            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+
+
 def test_trading_config_mtf_weights_must_sum_to_one():
     config = TradingConfig(mtf_weight_15m=D("0.5"))
 
@@ -24,8 +30,7 @@ def test_trading_config_default_mtf_weights_reach_the_snapshot():
 def test_admin_rejects_weights_not_summing_to_one(admin_client):
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
-            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = _form(config)
     form.update(mtf_weight_1w="0.50", change_reason="try")
 
     response = admin_client.post(url, form)
@@ -42,8 +47,7 @@ def test_admin_mode_and_limit_changes_are_audited_with_actor(admin_client):
 
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
-            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = _form(config)
     form.update(mode="ON", risk_per_trade_fraction="0.01", change_reason="go live on paper")
 
     assert admin_client.post(url, form).status_code == 302
@@ -59,8 +63,7 @@ def test_admin_mode_and_limit_changes_are_audited_with_actor(admin_client):
 def test_admin_change_needs_a_reason_and_raises_the_version(admin_client):
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
-            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = _form(config)
     form.update(max_trades_per_day=5)
 
     assert admin_client.post(url, form).status_code == 200  # no reason: refused
@@ -74,8 +77,7 @@ def test_admin_change_needs_a_reason_and_raises_the_version(admin_client):
 def test_admin_rejects_invalid_limit_with_the_field_named(admin_client):
     config = TradingConfig.objects.create()
     url = f"/admin/decisions/tradingconfig/{config.pk}/change/"
-    form = {f.name: ("" if getattr(config, f.name) is None else getattr(config, f.name))
-            for f in TradingConfig._meta.fields if f.editable and f.name != "id"}
+    form = _form(config)
     form.update(risk_timezone="Mars/Olympus", change_reason="x")
 
     body = admin_client.post(url, form).content.decode()

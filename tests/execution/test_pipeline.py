@@ -30,6 +30,23 @@ def btc_15m(market_data_dir, db):
     return instrument, frame
 
 
+def _mode_on(**changes) -> None:
+    config = trading_config_get()
+    config.mode = Mode.ON
+    for name, value in changes.items():
+        setattr(config, name, value)
+    config.save()
+
+
+def _account_down_3_percent_today(first_close: datetime) -> Account:
+    """Return the paper account with yesterday's equity at 10 000 and its balance now at 9 700."""
+    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
+    EquityPoint.objects.create(account=account, ts=first_close - timedelta(days=1), balance_usdt=D("10000"),
+                               unrealized_pnl_usdt=0, equity_usdt=D("10000"))
+    Account.objects.filter(pk=account.pk).update(balance_usdt=D("9700"))
+    return account
+
+
 def _close_times(frame: pd.DataFrame):
     for open_ms in frame["open_time_ms"].iloc[WARMUP_BARS:]:
         yield datetime.fromtimestamp((int(open_ms) + 900_000) / 1000, tz=timezone.utc)
@@ -42,9 +59,7 @@ def _replay_day(frame) -> None:
 
 def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_15m):
     instrument, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
 
     _replay_day(frame)
 
@@ -79,9 +94,7 @@ def test_pipeline_safe_mode_logs_decisions_without_orders(btc_15m):
 
 def test_pipeline_repeated_cycle_for_same_bar_sends_nothing_twice(btc_15m):
     _, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
     _replay_day(frame)
     orders, decisions = Order.objects.count(), Decision.objects.count()
 
@@ -92,14 +105,9 @@ def test_pipeline_repeated_cycle_for_same_bar_sends_nothing_twice(btc_15m):
 
 def test_pipeline_daily_loss_limit_blocks_new_entries(btc_15m):
     instrument, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
     first_close = next(_close_times(frame))
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    EquityPoint.objects.create(account=account, ts=first_close - timedelta(days=1), balance_usdt=D("10000"),
-                               unrealized_pnl_usdt=0, equity_usdt=D("10000"))
-    Account.objects.filter(pk=account.pk).update(balance_usdt=D("9700"))  # -3 % today
+    _account_down_3_percent_today(first_close)
 
     first_day = first_close.date()
     for now in _close_times(frame):
@@ -143,9 +151,7 @@ def test_pipeline_risk_wall_keeps_trading_hours_and_daily_trade_cap(btc_15m):
     from zoneinfo import ZoneInfo
 
     _, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
 
     _replay_day(frame)
 
@@ -168,9 +174,7 @@ def test_pipeline_every_decision_gate_and_order_is_in_a_verified_audit_chain(btc
     from decisions.models import AuditRecord
 
     _, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
 
     _replay_day(frame)
 
@@ -188,18 +192,13 @@ def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audi
     from decisions.models import AuditRecord
 
     _, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
     first_close = next(_close_times(frame))
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    EquityPoint.objects.create(account=account, ts=first_close - timedelta(days=1), balance_usdt=D("10000"),
-                               unrealized_pnl_usdt=0, equity_usdt=D("10000"))
-    Account.objects.filter(pk=account.pk).update(balance_usdt=D("9700"))  # -3 % today
+    _account_down_3_percent_today(first_close)
 
     cycle_run(now=first_close, decide=True)
 
-    config.refresh_from_db()
+    config = trading_config_get()
     local_midnight = (first_close.astimezone(ZoneInfo("Europe/Warsaw")) + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0)
     assert config.safe_until == local_midnight
@@ -211,10 +210,7 @@ def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audi
 
 def test_pipeline_decisions_and_orders_record_the_config_version(btc_15m):
     _, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.version = 4
-    config.save()
+    _mode_on(version=4)
 
     _replay_day(frame)
 
@@ -226,9 +222,7 @@ def test_pipeline_flow_filters_refuse_longs_when_funding_is_too_high(btc_15m):
     from market.ingest import derivatives_upsert
 
     instrument, frame = btc_15m
-    config = trading_config_get()
-    config.mode = Mode.ON
-    config.save()
+    _mode_on()
     start = int(frame["open_time_ms"].iloc[0]) // 28_800_000 * 28_800_000
     marks = [start + k * 28_800_000 for k in range(int(len(frame) * 900_000 / 28_800_000) + 2)]
     derivatives_upsert(instrument_id=instrument.pk, kind="funding", period="8h",
