@@ -60,37 +60,32 @@ def _block(name: str, reason: str) -> GateResult:
     return GateResult(name, "block", reason)
 
 
+def _drawdown(name: str, base: Decimal, value: Decimal, limit_fraction: Decimal, *, missing: str,
+              label: str, hit: str) -> GateResult:
+    """Block `name` when `value` is `limit_fraction` or more below `base` (both equity, USDT)."""
+    if base <= 0:
+        return _block(name, missing)
+    change = (value - base) / base
+    text = f"{label} {change:+.2%} vs limit -{limit_fraction:.2%}"
+    return _block(name, f"{hit}: {text}") if change <= -limit_fraction else _allow(name, text)
+
+
 def check_daily_loss(day_start_equity: Decimal, equity_now: Decimal, limit_fraction: Decimal) -> GateResult:
     """Block when today's loss reaches `limit_fraction` of the equity the day started with."""
-    if day_start_equity <= 0:
-        return _block("daily_loss", "no starting equity for today")
-    change = (equity_now - day_start_equity) / day_start_equity
-    text = f"today {change:+.2%} vs limit -{limit_fraction:.2%}"
-    if change <= -limit_fraction:
-        return _block("daily_loss", f"daily loss limit hit: {text}")
-    return _allow("daily_loss", text)
+    return _drawdown("daily_loss", day_start_equity, equity_now, limit_fraction,
+                     missing="no starting equity for today", label="today", hit="daily loss limit hit")
 
 
 def check_weekly_drawdown(week_start_equity: Decimal, equity_low: Decimal, limit_fraction: Decimal) -> GateResult:
     """Block when this week's equity has fallen `limit_fraction` below the week's starting equity."""
-    if week_start_equity <= 0:
-        return _block("weekly_drawdown", "no starting equity for this week")
-    change = (equity_low - week_start_equity) / week_start_equity
-    text = f"this week {change:+.2%} vs limit -{limit_fraction:.2%}"
-    if change <= -limit_fraction:
-        return _block("weekly_drawdown", f"weekly drawdown limit hit: {text}")
-    return _allow("weekly_drawdown", text)
+    return _drawdown("weekly_drawdown", week_start_equity, equity_low, limit_fraction,
+                     missing="no starting equity for this week", label="this week", hit="weekly drawdown limit hit")
 
 
 def check_max_drawdown(peak_equity: Decimal, equity_now: Decimal, limit_fraction: Decimal) -> GateResult:
     """Block when equity is `limit_fraction` or more below its all-time peak."""
-    if peak_equity <= 0:
-        return _block("max_drawdown", "no peak equity")
-    change = (equity_now - peak_equity) / peak_equity
-    text = f"{change:+.2%} from peak {peak_equity:.2f} vs limit -{limit_fraction:.2%}"
-    if change <= -limit_fraction:
-        return _block("max_drawdown", f"max drawdown hit: {text}")
-    return _allow("max_drawdown", text)
+    return _drawdown("max_drawdown", peak_equity, equity_now, limit_fraction, missing="no peak equity",
+                     label=f"from peak {peak_equity:.2f}:", hit="max drawdown hit")
 
 
 def check_streak(name: str, streak: int, limit: int, what: str) -> GateResult:
