@@ -109,15 +109,23 @@ def _price(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def _etf_plan(content: bytes, *, now: datetime, lock: bool = False) -> _Plan:
-    sha, size = sha256_hex(content), len(content)
-    base = dict(kind=Kind.ETF_FLOWS, sha256=sha, size_bytes=size)
-    duplicate = _upload_existing(Kind.ETF_FLOWS, sha)
+def _parse_new(kind: str, content: bytes, now: datetime, parse) -> tuple[dict, object, "_Plan | None"]:
+    """Return (preview base, parsed file, None), or a finished plan for a duplicate or invalid file."""
+    sha = sha256_hex(content)
+    base = dict(kind=kind, sha256=sha, size_bytes=len(content))
+    duplicate = _upload_existing(kind, sha)
     if duplicate:
-        return _Plan(Preview(**base, duplicate_of=duplicate))
-    parsed = parse_etf_flows(content, now=now, max_bytes=max_upload_bytes())
+        return base, None, _Plan(Preview(**base, duplicate_of=duplicate))
+    parsed = parse(content, now=now, max_bytes=max_upload_bytes())
     if not parsed.ok:
-        return _Plan(Preview(**base, problems=parsed.problems))
+        return base, parsed, _Plan(Preview(**base, problems=parsed.problems))
+    return base, parsed, None
+
+
+def _etf_plan(content: bytes, *, now: datetime, lock: bool = False) -> _Plan:
+    base, parsed, early = _parse_new(Kind.ETF_FLOWS, content, now, parse_etf_flows)
+    if early is not None:
+        return early
     doc: EtfFlowsFile = parsed.value
     current = _etf_current(doc, lock=lock)
     plan, planned, problems = _Plan(None), [], []
@@ -161,14 +169,9 @@ def _etf_current(doc: EtfFlowsFile, *, lock: bool) -> dict:
 
 
 def _zones_plan(content: bytes, *, now: datetime, lock: bool = False) -> _Plan:
-    sha, size = sha256_hex(content), len(content)
-    base = dict(kind=Kind.LIQUIDATION_ZONES, sha256=sha, size_bytes=size)
-    duplicate = _upload_existing(Kind.LIQUIDATION_ZONES, sha)
-    if duplicate:
-        return _Plan(Preview(**base, duplicate_of=duplicate))
-    parsed = parse_liquidation_zones(content, now=now, max_bytes=max_upload_bytes())
-    if not parsed.ok:
-        return _Plan(Preview(**base, problems=parsed.problems))
+    base, parsed, early = _parse_new(Kind.LIQUIDATION_ZONES, content, now, parse_liquidation_zones)
+    if early is not None:
+        return early
     doc: LiquidationZonesFile = parsed.value
     instrument, problems = _instrument_resolve(doc)
     if problems:
