@@ -45,8 +45,26 @@ def _resampled(bars: Bars, source: str, target: str) -> Bars:
                 for c in ("open", "high", "low", "close", "volume")), timeframe_ms(target))
 
 
+def structure_bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int = 100) -> Bars:
+    """Return up to `count` closed bars of `timeframe`, resampled from stored 1m bars when too few are stored."""
+    bars = bars_load(instrument=instrument, timeframe=timeframe, now=now, count=count)
+    if len(bars) >= count // 2 or timeframe == "1m":
+        return bars
+    ratio = timeframe_ms(timeframe) // timeframe_ms("1m")
+    # One bucket more: the oldest one is usually cut by the window and dropped as incomplete.
+    source = bars_load(instrument=instrument, timeframe="1m", now=now, count=min(ratio * (count + 1), 20_000))
+    if not len(source):
+        return bars
+    resampled = _resampled(source, "1m", timeframe)
+    if len(resampled) > count:
+        resampled = Bars(*(a[-count:] for a in (resampled.open_time_ms, resampled.open, resampled.high,
+                                                 resampled.low, resampled.close, resampled.volume)),
+                         resampled.timeframe_ms)
+    return resampled if len(resampled) > len(bars) else bars
+
+
 def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_per_view: int = 30,
-                 book_max_age: timedelta = timedelta(minutes=2)) -> Context:
+                 book_max_age: timedelta = timedelta(minutes=2), structure_timeframes: tuple[str, ...] = ()) -> Context:
     """Return closed bars of each multi-timeframe view and the latest fresh order book as of `now`.
 
     A view with too few stored candles is resampled from the decision timeframe's candles, which
@@ -63,9 +81,11 @@ def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_
             resampled = _resampled(source, timeframe, target) if len(source) else higher[target]
             if len(resampled) > len(higher[target]):
                 higher[target] = resampled
+    structure = {tf: structure_bars_load(instrument=instrument, timeframe=tf, now=now)
+                 for tf in structure_timeframes if tf != timeframe}
     book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)
             .order_by("-ts").values_list("bids", "asks").first())
     if book is None:
-        return Context(higher=higher)
+        return Context(higher=higher, structure=structure)
     bids, asks = (np.array([[float(p), float(q)] for p, q in side], dtype=float).reshape(-1, 2) for side in book)
-    return Context(higher=higher, book_bids=bids, book_asks=asks)
+    return Context(higher=higher, structure=structure, book_bids=bids, book_asks=asks)

@@ -72,6 +72,7 @@ class Context:
     higher: dict[str, Bars] = field(default_factory=dict)   # keyed by "15m", "1h", ... (closed bars only)
     book_bids: np.ndarray | None = None                     # (levels, 2) price, qty
     book_asks: np.ndarray | None = None
+    structure: dict[str, Bars] = field(default_factory=dict)  # timeframes whose HH/HL structure the rule reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,20 @@ def _structure_detail(bars: Bars, params: SnapshotParams) -> dict:
             "last_break_bars_ago": len(bars) - 1 - index if index >= 0 else None}
 
 
+def _structure_trends(context: Context, params: SnapshotParams) -> dict:
+    """Return the structure trend of each confirming timeframe; None where too few bars have closed."""
+    out = {}
+    for timeframe, bars in context.structure.items():
+        if len(bars) < 2 * params.pivot_length + 2:
+            out[timeframe] = None
+            continue
+        series = structure_series(bars.high, bars.low, bars.close, params.pivot_length)
+        # No confirmed swing high and low yet: the trend code would read "range" by default.
+        known = series.high_label[-1] != 0 and series.low_label[-1] != 0
+        out[timeframe] = _TREND[int(series.trend[-1])] if known else None
+    return {"structure_trends": out}
+
+
 def build_snapshot(bars: Bars, params: SnapshotParams, context: Context | None = None) -> MarketSnapshot:
     """Return the snapshot as of the close of the last bar; raise ValueError on too few bars."""
     if len(bars) < min_bars(params):
@@ -203,6 +218,7 @@ def build_snapshot(bars: Bars, params: SnapshotParams, context: Context | None =
     close = float(bars.close[-1])
     extra = {**_volatility(bars, atr_series, params), **_indicators(bars, params), **_sessions(bars),
              **_fvg(bars, params), **_structure_detail(bars, params), **_mtf(context, params),
+             **_structure_trends(context, params),
              "volume_confirmed": mom.volume_confirmed}
     if context.book_bids is not None and context.book_asks is not None:
         extra["obi"] = obi(context.book_bids, context.book_asks, params.obi_band_bps)

@@ -68,7 +68,7 @@ def account_default() -> Account | None:
     """Return the account trading the active instrument, else the configured broker's, else None."""
     # The active instrument's data source picks the account: replayed and simulated trading
     # book into their own paper accounts.
-    from execution.engine import account_name_for
+    from execution.selectors import account_name_for
 
     instrument = instrument_active()
     if instrument is not None:

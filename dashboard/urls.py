@@ -1,7 +1,7 @@
 """Dashboard pages and their JSON and CSV endpoints."""
 from django.urls import path
 
-from dashboard import views, views_inputs
+from dashboard import views, views_decisions, views_inputs
 
 app_name = "dashboard"
 
@@ -10,6 +10,13 @@ urlpatterns = [
     path("equity/", views.equity, name="equity"),
     path("equity/data.json", views.equity_data, name="equity-data"),
     path("equity/export.csv", views.equity_export, name="equity-export"),
+    path("decisions/", views_decisions.decisions, name="decisions"),
+    path("decisions/<int:pk>/", views_decisions.decision, name="decision"),
+    path("decisions/<int:pk>/approve/", views_decisions.decision_approve, name="decision-approve"),
+    path("decisions/<int:pk>/reject/", views_decisions.decision_reject, name="decision-reject"),
+    path("decisions/<int:pk>/snooze/", views_decisions.decision_snooze, name="decision-snooze"),
+    path("decisions/overrides/", views_decisions.override_create, name="override-create"),
+    path("decisions/overrides/<int:pk>/revoke/", views_decisions.override_revoke, name="override-revoke"),
     path("inputs/", views_inputs.inputs, name="inputs"),
     path("inputs/sentiment/", views_inputs.sentiment_add, name="inputs-sentiment"),
     path("inputs/uploads/<int:pk>/original", views_inputs.upload_original, name="inputs-original"),

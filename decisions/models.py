@@ -25,6 +25,17 @@ class Action(models.TextChoices):
 UNIT = MinValueValidator(Decimal("0"))
 
 
+class StopMode(models.TextChoices):
+    ATR = "atr", "ATR multiple from the entry"
+    STRUCTURE = "structure", "beyond the last swing (ATR fallback)"
+
+
+class Aggregation(models.TextChoices):
+    FIRST = "first", "first strategy with a signal"
+    VOTE = "vote", "majority vote"
+    WEIGHTED = "weighted", "weighted score"
+
+
 def ladder_parse(r_multiples: str, shares: str) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
     """Return the ladder's R multiples and shares; raise ValueError naming what is wrong."""
     try:
@@ -39,7 +50,32 @@ def ladder_parse(r_multiples: str, shares: str) -> tuple[tuple[Decimal, ...], tu
     if any(x <= 0 for x in ss) or sum(ss) != 1:
         raise ValueError(f"take-profit shares must be positive and sum to 1, they sum to {sum(ss)}")
     return rs, ss
+EDGE_WEIGHT_FIELDS = ("edge_weight_fvg", "edge_weight_risk_reward", "edge_weight_news", "edge_weight_whale",
+                      "edge_weight_onchain", "edge_weight_obi", "edge_weight_flow")
 MTF_WEIGHT_FIELDS = ("mtf_weight_15m", "mtf_weight_1h", "mtf_weight_4h", "mtf_weight_1d", "mtf_weight_1w")
+
+
+def _sum_to_one(config, names: tuple[str, ...], what: str) -> None:
+    total = sum((getattr(config, name) or Decimal(0)) for name in names)
+    if total != Decimal("1"):
+        raise ValidationError({name: f"the {what} must sum to 1, they sum to {total}" for name in names})
+
+
+def strategy_set_check(names: str, aggregation: str, weights) -> None:
+    """Raise ValueError naming an unknown strategy, aggregation or a bad weight."""
+    from decisions.engine.strategies import strategies_from_names  # the pure registry owns the names
+
+    listed = strategies_from_names(names)
+    if aggregation not in Aggregation.values:
+        raise ValueError(f"unknown aggregation {aggregation!r}; use {', '.join(Aggregation.values)}")
+    if not isinstance(weights, dict):
+        raise ValueError("strategy weights must be a JSON object of name: weight")
+    known = {s.name for s in listed}
+    for name, weight in weights.items():
+        if name not in known:
+            raise ValueError(f"weight for {name!r}, which is not among the strategies {', '.join(sorted(known))}")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+            raise ValueError(f"weight of {name!r} must be a number >= 0, got {weight!r}")
 
 
 class TradingConfig(models.Model):
@@ -58,6 +94,12 @@ class TradingConfig(models.Model):
     momentum_period = models.PositiveSmallIntegerField(default=12, validators=[MinValueValidator(2)])
     sl_atr_multiple = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("1.5"),
                                           validators=[MinValueValidator(Decimal("0.1"))])
+    stop_mode = models.CharField(max_length=9, choices=StopMode.choices, default=StopMode.ATR)
+    structure_buffer_atr = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0.2"),
+                                               validators=[UNIT], help_text="structure stop: ATR beyond the swing")
+    structure_max_atr = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("4"), validators=[MinValueValidator(Decimal("0.1"))],
+        help_text="structure stop: a swing further than this (in ATR) falls back to the ATR stop")
     tp_r_multiples = models.CharField(max_length=64, default="1,2,3",
                                       help_text="take-profit targets as multiples of the risk (entry to stop)")
     tp_shares = models.CharField(max_length=64, default="0.4,0.4,0.2",
@@ -128,6 +170,55 @@ class TradingConfig(models.Model):
     allow_data_gaps = models.BooleanField(
         default=False, help_text="decide even when candles are missing inside the analysed window",
     )
+    # Strategies, edge and fusion (decisions/engine/strategies.py, edge.py, fusion.py document each).
+    strategies = models.CharField(
+        max_length=128, default="rules",
+        help_text="comma-separated, in order: rules, ema_cross, rsi, bollinger, atr_breakout")
+    strategy_aggregation = models.CharField(max_length=8, choices=Aggregation.choices, default=Aggregation.FIRST)
+    strategy_weights = models.JSONField(
+        default=dict, blank=True, help_text='weights for "weighted" aggregation, e.g. {"rules": 2, "rsi": 1}; '
+                                            'a strategy left out weighs 1')
+    edge_weight_fvg = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.20"), validators=[UNIT])
+    edge_weight_risk_reward = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.20"),
+                                                  validators=[UNIT])
+    edge_weight_news = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"), validators=[UNIT])
+    edge_weight_whale = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"), validators=[UNIT])
+    edge_weight_onchain = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.10"),
+                                              validators=[UNIT])
+    edge_weight_obi = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.15"), validators=[UNIT])
+    edge_weight_flow = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.15"), validators=[UNIT])
+    edge_threshold = models.FloatField(default=0.62, validators=[MinValueValidator(0), MaxValueValidator(1)],
+                                       help_text="the trade side's edge must reach this")
+    edge_mtf_agree_bonus = models.FloatField(default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    edge_mtf_conflict_penalty = models.FloatField(default=0.10, validators=[MinValueValidator(0),
+                                                                            MaxValueValidator(1)])
+    fusion_technical_weight = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.65"),
+                                                  validators=[UNIT])
+    fusion_model_weight = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.35"),
+                                              validators=[UNIT], help_text="technical + model weights sum to 1")
+    structure_timeframes = models.CharField(
+        max_length=32, default="5m,15m", blank=True,
+        help_text="LONG needs HH-HL (SHORT LH-LL) on each of these timeframes as well as the decision timeframe")
+    # Routing, expiry and approvals.
+    auto_approve_confidence = models.FloatField(
+        default=0.80, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="HYBRID: a decision at or above this confidence is approved without waiting")
+    decision_ttl_minutes = models.PositiveIntegerField(default=240, validators=[MinValueValidator(1)],
+                                                       help_text="a decision not acted on by then expires")
+    snooze_minutes = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1)])
+    max_entry_drift_atr = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("0.25"), validators=[UNIT],
+        help_text="half-width of the entry zone in ATR: an approval outside it is refused")
+    # Sizing caps and the trailing stop.
+    max_margin_fraction = models.DecimalField(
+        max_digits=4, decimal_places=3, default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("1"))],
+        help_text="margin of all open positions (notional / max leverage) stays under this share of equity")
+    trail_atr_multiple = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True, default=Decimal("1.5"),
+        validators=[MinValueValidator(Decimal("0.1"))],
+        help_text="after TP1 the stop trails this many ATR behind the best price (never below breakeven); "
+                  "empty: stay at breakeven")
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
     updated_at = models.DateTimeField(auto_now=True)
@@ -152,10 +243,21 @@ class TradingConfig(models.Model):
             ladder_parse(self.tp_r_multiples, self.tp_shares)
         except ValueError as exc:
             raise ValidationError({"tp_shares": str(exc)}) from None
-        total = sum((getattr(self, name) or Decimal(0)) for name in MTF_WEIGHT_FIELDS)
-        if total != Decimal("1"):
-            raise ValidationError({name: f"the multi-timeframe weights must sum to 1, they sum to {total}"
-                                   for name in MTF_WEIGHT_FIELDS})
+        _sum_to_one(self, MTF_WEIGHT_FIELDS, "multi-timeframe weights")
+        _sum_to_one(self, EDGE_WEIGHT_FIELDS, "edge weights")
+        _sum_to_one(self, ("fusion_technical_weight", "fusion_model_weight"), "fusion weights")
+        unknown = [tf for tf in self.structure_timeframe_list() if tf not in Timeframe.values]
+        if unknown:
+            raise ValidationError({"structure_timeframes": f"unknown timeframe {unknown[0]!r}; use "
+                                                           f"{', '.join(Timeframe.values)}"})
+        try:
+            strategy_set_check(self.strategies, self.strategy_aggregation, self.strategy_weights)
+        except ValueError as exc:
+            raise ValidationError({"strategies": str(exc)}) from None
+
+    def structure_timeframe_list(self) -> list[str]:
+        """Return the timeframes whose structure must agree with the trade, in order."""
+        return [tf.strip() for tf in self.structure_timeframes.split(",") if tf.strip()]
 
     def __str__(self):
         return f"mode {self.mode}{' (paused)' if self.paused else ''}"
@@ -171,6 +273,17 @@ class Decision(models.Model):
         LOGGED = "logged", "logged only (SAFE mode)"
         PAUSED = "paused"
         SKIPPED = "skipped", "skipped (position already open or size zero)"
+        PENDING = "pending", "waiting for approval (HYBRID)"
+        REJECTED = "rejected", "rejected by an operator"
+        EXPIRED = "expired", "expired before it was acted on"
+
+    class Approval(models.TextChoices):
+        NONE = "", "not needed"
+        PENDING = "pending"
+        APPROVED = "approved"
+        AUTO = "auto", "auto-approved (confidence)"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
 
     instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="decisions")
     timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
@@ -188,15 +301,56 @@ class Decision(models.Model):
     rationale = models.JSONField(default=list, help_text="each input that drove the decision")
     gates = models.JSONField(default=list, help_text="each risk gate's verdict")
     config_version = models.PositiveIntegerField(default=1, help_text="trading configuration version used")
+    entry_zone_low = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    entry_zone_high = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    risk_level = models.CharField(max_length=6, blank=True, help_text="low, medium or high")
+    confidence = models.FloatField(null=True, blank=True, help_text="fused technical and model score, 0..1")
+    success_probability = models.FloatField(null=True, blank=True,
+                                            help_text="calibrated hit rate for this confidence, 0..1")
+    probability_source = models.CharField(max_length=64, blank=True)
+    edge_long = models.FloatField(null=True, blank=True)
+    edge_short = models.FloatField(null=True, blank=True)
+    score_parts = models.JSONField(default=dict, blank=True,
+                                   help_text="strategy votes, edge components and fusion behind the decision")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="not executed after this moment")
+    approval = models.CharField(max_length=8, choices=Approval.choices, blank=True, default=Approval.NONE)
+    approval_by = models.CharField(max_length=150, blank=True)
+    approval_at = models.DateTimeField(null=True, blank=True)
+    approval_note = models.CharField(max_length=255, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["instrument", "timeframe", "as_of"], name="uniq_decision")]
+        indexes = [models.Index(fields=["outcome", "expires_at"], name="decision_outcome_expiry")]
         ordering = ["-as_of"]
         get_latest_by = "as_of"
 
     def __str__(self):
         return f"{self.instrument} {self.action} @ {self.as_of:%Y-%m-%d %H:%M} ({self.outcome})"
+
+
+class GateOverride(models.Model):
+    """An operator's audited permission to pass one blocking gate until a moment."""
+
+    gate = models.CharField(max_length=32, help_text="the gate's name, e.g. daily_loss")
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=255)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["gate", "until"], name="override_gate_until")]
+
+    def active(self, now) -> bool:
+        """Return True while the override holds at `now`."""
+        return self.revoked_at is None and self.created_at <= now < self.until
+
+    def __str__(self):
+        return f"{self.gate} overridden until {self.until:%Y-%m-%d %H:%M} by {self.created_by}"
 
 
 class AuditRecord(models.Model):

@@ -8,46 +8,45 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from analytics.features.mtf import MtfParams, MtfWeights
 from analytics.selectors import bars_load, context_load
 from analytics.models import Flow, Snapshot
 from analytics.services import flow_run, ms_to_datetime, snapshot_record
-from analytics.snapshot import MarketSnapshot, SnapshotParams, build_snapshot, min_bars
+from analytics.snapshot import MarketSnapshot, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
-from decisions.engine.rules import FlowView, RuleParams, Signal, decide
+from decisions import router
+from decisions.approvals import decisions_expire
+from decisions.engine.calibration import Calibrator
+from decisions.engine.packet import Context as PacketContext
+from decisions.engine.packet import Packet, build_packet
+from decisions.engine.rules import Signal, decide
+from decisions.params import flow_view, packet_params, sentiment_by_source, snapshot_params
 from decisions.audit_services import ENGINE, audit_append
-from decisions.models import MTF_WEIGHT_FIELDS, AuditRecord, Decision, Mode, TradingConfig, ladder_parse
+from decisions.models import AuditRecord, Decision, Mode, TradingConfig
+from decisions.overrides import gate_overrides_active
 from decisions.risk.gates import GateResult, check_costs_vs_target, check_rr_min, first_block
 from decisions.risk.wall import combine, evaluate_gates
 from decisions.risk_state import risk_limits_for, risk_state_load
-from decisions.risk.sizing import SizingInput, round_to_step, round_to_tick, size_position
+from decisions.risk.sizing import SizingInput, round_stop, round_to_tick, size_detail
 from decisions.selectors import trading_config_get
 from execution import services as execution
-from execution.models import Account
+from execution.models import Account, Position
 from execution.oms import OrderRejected
-from execution.selectors import equity_now
+from execution.selectors import account_name_for, equity_now, last_close
 from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
 
 
-def snapshot_params(config: TradingConfig) -> SnapshotParams:
-    """Return the frozen snapshot parameters of the admin-edited configuration."""
-    weights = MtfWeights(*(float(getattr(config, name)) for name in MTF_WEIGHT_FIELDS))
-    return SnapshotParams(atr_period=config.atr_period, pivot_length=config.pivot_length,
-                          momentum_period=config.momentum_period,
-                          mtf=MtfParams(weights=weights, pivot_length=config.pivot_length))
-
-
 def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
-           signal: Signal, snapshot: MarketSnapshot) -> list[GateResult]:
+           signal: Signal, atr_percentile: float | None) -> list[GateResult]:
     """Return every gate's verdict; a FLAT signal is judged as a long so the journal shows pauses."""
     limits = risk_limits_for(config)
     state = risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
-                            atr_percentile=snapshot.extra.get("atr_percentile"))
+                            atr_percentile=atr_percentile)
     side = "SHORT" if signal.action == "SHORT" else "LONG"
-    gates = evaluate_gates(state, limits, now, side, instrument.exchange_symbol)
+    gates = evaluate_gates(state, limits, now, side, instrument.exchange_symbol,
+                           overridden=gate_overrides_active(now=now))
     if signal.action != "FLAT":
         gates.append(check_rr_min(signal.entry_price, signal.stop_price, signal.take_profits, config.rr_min))
         gates.append(check_costs_vs_target(signal.entry_price, signal.target_price, config.taker_fee_fraction,
@@ -55,26 +54,10 @@ def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, n
     return gates
 
 
-def _route(signal: Signal, gates: list[GateResult], config: TradingConfig, quantity, mode: str) -> tuple[str, str]:
-    """Return (outcome, reason) for a signal after the gates and the mode in force."""
-    if signal.action == "FLAT":
-        return Decision.Outcome.FLAT, signal.reason
-    blocked = first_block(gates)
-    if blocked is not None:
-        return Decision.Outcome.BLOCKED, f"blocked by {blocked.name}: {blocked.reason}"
-    if config.paused:
-        return Decision.Outcome.PAUSED, f"{signal.reason}; bot paused"
-    if not quantity:
-        return Decision.Outcome.SKIPPED, f"{signal.reason}; size rounds to zero or below min notional"
-    if mode != Mode.ON:
-        breaker = " (circuit breaker)" if mode != config.mode else ""
-        return Decision.Outcome.LOGGED, f"{signal.reason}; mode {mode}{breaker}, not executed"
-    return Decision.Outcome.EXECUTED, signal.reason
-
-
 def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> Decision | None:
     """Evaluate the last closed bar of `instrument` once; a repeat for the same bar returns the first."""
     config = trading_config_get()
+    decisions_expire(now=now)
     bars = _bars(instrument, config, now)
     if bars is None:
         return None
@@ -87,35 +70,122 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
         return _decision_blocked_by_gap(instrument, config, as_of, gap, now)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
     flow = _flow(instrument, as_of, config)
-    view = flow_view(flow) if flow is not None else None
-    signal = _on_tick_grid(decide(snapshot, rule_params(config), view), instrument.tick_size)
+    packet = packet_build(instrument=instrument, account=account, config=config, bars=bars, snapshot=snapshot,
+                          flow=flow)
+    signal = _on_tick_grid(packet.signal, instrument.tick_size)
     if flow is not None:
         signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
-    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal, snapshot=snapshot)
-    quantity = _quantity(signal, config, account, instrument, now, combine(gates).size_factor)
+    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal,
+                   atr_percentile=snapshot.extra.get("atr_percentile"))
+    sizing = _sizing(signal, config, account, instrument, now, combine(gates).size_factor)
     _trip_breaker(config, gates, now)
     mode = config.effective_mode(now)
-    outcome, reason = _route(signal, gates, config, quantity, mode)
+    routed = router.route(router.RouteInput(
+        signal.action, signal.reason, tuple(gates), config.paused, bool(sizing and sizing.quantity), mode,
+        config.mode, packet.confidence, config.auto_approve_confidence))
+    reason = routed.reason if sizing is None or sizing.quantity or signal.action == "FLAT" or \
+        routed.outcome != Decision.Outcome.SKIPPED else f"{signal.reason}; {sizing.reason}"
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
                 instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of,
                 snapshot=snapshot_record(instrument=instrument, timeframe=config.decision_timeframe,
                                          snapshot=snapshot),
-                action=signal.action, mode=mode, outcome=outcome, entry_price=signal.entry_price,
-                stop_price=signal.stop_price, target_price=signal.target_price, quantity=quantity or None,
+                action=signal.action, mode=mode, outcome=routed.outcome, approval=routed.approval,
+                entry_price=signal.entry_price, stop_price=signal.stop_price, target_price=signal.target_price,
+                quantity=(sizing.quantity or None) if sizing else None,
                 reason=reason[:255], rationale=list(signal.rationale), gates=[g.as_dict() for g in gates],
                 config_version=config.version,
                 take_profits=[{"price": str(p), "share": str(share)} for p, share in signal.take_profits],
+                **_packet_fields(packet, signal, sizing, as_of, config),
             )
             decision_audit(decision, now=now)
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     _publish(instrument, snapshot, flow)
-    if outcome == Decision.Outcome.EXECUTED:
-        _execute(decision, account, config, now)
+    if decision.outcome == Decision.Outcome.EXECUTED:
+        decision_execute(decision=decision, config=config, now=now, account=account)
     broadcast_on_commit("decision", decision_payload(decision))
     return decision
+
+
+def _packet_fields(packet: Packet, signal: Signal, sizing, as_of: datetime, config: TradingConfig) -> dict:
+    zone = packet.entry_zone if signal.action != "FLAT" else None
+    parts = packet.parts()
+    if sizing is not None:
+        parts["sizing"] = {"binding": sizing.binding, "reason": sizing.reason, "by_risk": str(sizing.by_risk),
+                           "by_leverage": str(sizing.by_leverage), "by_margin": str(sizing.by_margin),
+                           "margin_usdt": str(sizing.margin_usdt)}
+    return {
+        "entry_zone_low": zone[0] if zone else None, "entry_zone_high": zone[1] if zone else None,
+        "risk_level": packet.risk_level, "confidence": packet.confidence,
+        "success_probability": packet.success_probability, "probability_source": packet.probability_source[:64],
+        "edge_long": packet.edge.edge_long if packet.edge else None,
+        "edge_short": packet.edge.edge_short if packet.edge else None,
+        "score_parts": parts, "expires_at": router.expires_at(as_of, config.decision_ttl_minutes),
+    }
+
+
+def calibrator_load(*, account: Account, limit: int = 500) -> Calibrator:
+    """Return the calibrator fitted on the account's latest closed trades (confidence, won)."""
+    rows = (Position.objects.filter(account=account, status=Position.Status.CLOSED, decision__confidence__isnull=False)
+            .order_by("-closed_at").values_list("decision__confidence", "realized_pnl_usdt")[:limit])
+    return Calibrator.fit([(confidence, pnl > 0) for confidence, pnl in rows])
+
+
+def packet_build(*, instrument: Instrument, account: Account, config: TradingConfig, bars, snapshot: MarketSnapshot,
+                 flow: Flow | None) -> Packet:
+    """Return the decision packet of the last bar from the stored flow, sentiment and closed trades."""
+    view = flow_view(flow) if flow is not None else None
+    readings = sentiment_by_source(flow)
+    ctx = PacketContext(flow=view, crowd_bias=flow.crowd_bias if flow else None,
+                        trap_index=flow.trap_index if flow else None, news=readings.get("news"),
+                        whale=readings.get("whale"), onchain=readings.get("onchain"),
+                        calibrator=calibrator_load(account=account), tick_size=instrument.tick_size)
+    params = packet_params(config)
+    return build_packet(bars, snapshot, ctx, params, decide(snapshot, params.rules, view))
+
+
+def gates_recheck(*, decision: Decision, config: TradingConfig, now: datetime):
+    """Return (first blocking gate or None, the latest price) for approving `decision` at `now`."""
+    account = execution.account_ensure(name=account_name_for(decision.instrument.data_source))
+    signal = Signal(decision.action, decision.reason, (), decision.entry_price, decision.stop_price,
+                    decision.target_price, tuple((Decimal(t["price"]), Decimal(t["share"]))
+                                                 for t in decision.take_profits))
+    snapshot = decision.snapshot
+    atr_percentile = (snapshot.features or {}).get("atr_percentile") if snapshot is not None else None
+    gates = _gates(config=config, account=account, instrument=decision.instrument, now=now, signal=signal,
+                   atr_percentile=atr_percentile)
+    price = last_close(instrument=decision.instrument, now=now)
+    return first_block(gates), (price[0] if price else None)
+
+
+def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime, account: Account | None = None,
+                     reference_price: Decimal | None = None) -> None:
+    """Send an executed-outcome decision to the broker unless it expired; record why when nothing was placed."""
+    account = account or execution.account_ensure(name=account_name_for(decision.instrument.data_source))
+    if router.is_expired(decision.expires_at, now):
+        _not_placed(decision, f"expired at {decision.expires_at:%Y-%m-%d %H:%M} UTC; not executed", now,
+                    Decision.Outcome.EXPIRED)
+        return
+    try:
+        position = execution.position_open(decision=decision, account=account,
+                                           broker=execution.broker_for(account, config), now=now,
+                                           reference_price=reference_price,
+                                           trail_atr_multiple=config.trail_atr_multiple)
+    except OrderRejected as exc:
+        position = None
+        decision.reason = f"order rejected: {exc}"[:255]
+    if position is None:
+        _not_placed(decision, decision.reason, now, Decision.Outcome.SKIPPED)
+
+
+def _not_placed(decision: Decision, reason: str, now: datetime, outcome: str) -> None:
+    with transaction.atomic():
+        decision.outcome, decision.reason = outcome, reason[:255]
+        decision.save(update_fields=["outcome", "reason"])
+        audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}",
+                     body={"action": "not_placed", "reason": decision.reason}, now=now)
 
 
 def _bars(instrument: Instrument, config: TradingConfig, now: datetime):
@@ -129,7 +199,8 @@ def _bars(instrument: Instrument, config: TradingConfig, now: datetime):
 
 def snapshot_build(*, instrument: Instrument, config: TradingConfig, now: datetime, bars) -> MarketSnapshot:
     """Return the snapshot of `bars` with its point-in-time context (higher timeframes, book)."""
-    context = context_load(instrument=instrument, timeframe=config.decision_timeframe, now=now)
+    context = context_load(instrument=instrument, timeframe=config.decision_timeframe, now=now,
+                           structure_timeframes=tuple(config.structure_timeframe_list()))
     return build_snapshot(bars, snapshot_params(config), context)
 
 
@@ -173,25 +244,30 @@ def _trip_breaker(config: TradingConfig, gates: list[GateResult], now: datetime)
     broadcast_on_commit("status", {"mode": Mode.SAFE, "safe_until": until, "reason": daily.reason})
 
 
-def _quantity(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
-              size_factor: float = 1.0):
+def _sizing(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
+            size_factor: float = 1.0):
+    """Return the size result of a LONG/SHORT signal under every cap, or None for FLAT."""
     if signal.action == "FLAT":
         return None
-    quantity = size_position(SizingInput(
-        equity_now(account=account, now=now), config.risk_per_trade_fraction, signal.entry_price,
-        signal.stop_price, instrument.step_size, instrument.min_notional, config.max_leverage))
-    if size_factor < 1 and quantity:
-        # A shrink verdict (e.g. high volatility -> half size) scales the risk, rounded down to the step.
-        quantity = round_to_step(quantity * Decimal(repr(size_factor)), instrument.step_size)
-        quantity = quantity if quantity * signal.entry_price >= instrument.min_notional else Decimal(0)
-    return quantity
+    open_rows = list(Position.objects.filter(account=account, status=Position.Status.OPEN)
+                     .values_list("quantity", "entry_price"))
+    margin_in_use = sum((q * p for q, p in open_rows), Decimal(0)) / config.max_leverage
+    # A shrink verdict (e.g. high volatility -> half size) scales the risk taken, before the caps.
+    risk = config.risk_per_trade_fraction * Decimal(repr(size_factor)) if size_factor < 1 else \
+        config.risk_per_trade_fraction
+    return size_detail(SizingInput(
+        equity_now(account=account, now=now), risk, signal.entry_price, signal.stop_price, instrument.step_size,
+        instrument.min_notional, config.max_leverage, tick_size=instrument.tick_size,
+        margin_in_use_usdt=margin_in_use, max_margin_fraction=config.max_margin_fraction,
+        open_positions=len(open_rows), max_positions=config.max_open_positions))
 
 
 def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
     if signal.entry_price is None:
         return signal
-    return replace(signal, entry_price=round_to_tick(signal.entry_price, tick),
-                   stop_price=round_to_tick(signal.stop_price, tick),
+    entry = round_to_tick(signal.entry_price, tick)
+    # The stop rounds away from the entry, as sizing assumes: never a tighter stop than analysed.
+    return replace(signal, entry_price=entry, stop_price=round_stop(signal.stop_price, entry, tick),
                    target_price=round_to_tick(signal.target_price, tick),
                    take_profits=tuple((round_to_tick(p, tick), share) for p, share in signal.take_profits))
 
@@ -204,26 +280,6 @@ def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flo
     except Exception:  # flow_run is atomic: nothing half-saved; the next cycle runs it again
         logger.exception("flow for %s as of %s failed", instrument, as_of)
         return None
-
-
-def rule_params(config: TradingConfig) -> RuleParams:
-    """Return the frozen rule parameters of the admin-edited configuration."""
-    warnings = tuple(w.strip() for w in config.rule_blocking_warnings.split(",") if w.strip())
-    r_multiples, shares = ladder_parse(config.tp_r_multiples, config.tp_shares)
-    return RuleParams(config.sl_atr_multiple, config.rule_max_funding_long,
-                      config.rule_min_funding_short, config.rule_oi_falling_pct, config.rule_max_global_risk,
-                      config.rule_use_liquidations, config.rule_use_etf_flows, warnings, r_multiples, shares)
-
-
-def flow_view(flow: Flow) -> FlowView:
-    """Return the facts the rule reads from a stored flow (its parts' contexts)."""
-    context = (flow.parts or {}).get("context", {})
-    derivatives, etf = context.get("derivatives", {}), context.get("etf", {})
-    oi = dict((label, pct) for label, pct in derivatives.get("oi_change_pct", []))
-    return FlowView(funding_rate=derivatives.get("funding_rate"), oi_change_4h_pct=oi.get("4h"),
-                    liquidation_magnet=context.get("liquidations", {}).get("magnet", ""),
-                    etf_5d_usd=etf.get("total_5d_usd"), global_risk=flow.global_risk_score,
-                    warnings=tuple(w["name"] for w in flow.warnings))
 
 
 def _flow_line(flow: Flow) -> str:
@@ -258,21 +314,6 @@ def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_o
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     broadcast_on_commit("decision", decision_payload(decision))
     return decision
-
-
-def _execute(decision: Decision, account: Account, config: TradingConfig, now: datetime) -> None:
-    try:
-        position = execution.position_open(decision=decision, account=account,
-                                           broker=execution.broker_for(account, config), now=now)
-    except OrderRejected as exc:
-        position = None
-        decision.reason = f"order rejected: {exc}"[:255]
-    if position is None:
-        with transaction.atomic():
-            decision.outcome = Decision.Outcome.SKIPPED
-            decision.save(update_fields=["outcome", "reason"])
-            audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}",
-                         body={"action": "not_placed", "reason": decision.reason}, now=now)
 
 
 def decision_payload(decision: Decision) -> dict:

@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from analytics.services import ms_to_datetime
-from execution.engine import CycleResult, account_name_for, cycle_run, is_decision_time
+from execution.engine import CycleResult, cycle_run, is_decision_time
+from execution.selectors import account_name_for
 from market.feeds import Feed, FeedBar, bars_to_frame
 from market.ingest import candles_upsert
 from market.models import Instrument

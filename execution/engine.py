@@ -11,7 +11,7 @@ from decisions.selectors import trading_config_get
 from decisions.services import decision_run
 from execution.selectors import last_close
 from execution.services import account_ensure, broker_for, equity_record, positions_check_exits
-from market.models import DataSource, Instrument
+from market.models import Instrument
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
     """Return True when `now` falls on a decision boundary (minutes since epoch divisible)."""
     minutes = int(now.timestamp()) // 60
     return now.second == 0 and minutes % max(1, interval_minutes) == 0
-
-
-def account_name_for(data_source: str) -> str:
-    """Return the paper account of a data source: replayed and simulated PnL never mix with real."""
-    return "paper" if data_source == DataSource.EXCHANGE else f"paper-{data_source}"
 
 
 def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:

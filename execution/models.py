@@ -118,6 +118,10 @@ class Position(models.Model):
     initial_quantity = models.DecimalField(**MONEY, null=True, blank=True, help_text="quantity at entry")
     take_profits = models.JSONField(default=list, blank=True,
                                     help_text='[{"price", "share", "filled"}]: the ladder and what has filled')
+    trail_distance = models.DecimalField(**MONEY, null=True, blank=True,
+                                         help_text="after TP1 the stop trails this far behind the best price")
+    best_price = models.DecimalField(**MONEY, null=True, blank=True, editable=False,
+                                     help_text="most favourable price since TP1 filled")
     opened_at = models.DateTimeField()
     exits_checked_until = models.DateTimeField(null=True, blank=True, editable=False,
                                                help_text="open time of the last bar the exits were checked on")

@@ -6,8 +6,13 @@ from decimal import Decimal
 
 from execution.brokers.paper import position_pnl
 from execution.models import Account, EquityPoint, Position
-from market.models import Candle, Instrument
+from market.models import Candle, DataSource, Instrument
 from market.timeframes import timeframe_ms
+
+
+def account_name_for(data_source: str) -> str:
+    """Return the paper account of a data source: replayed and simulated PnL never mix with real."""
+    return "paper" if data_source == DataSource.EXCHANGE else f"paper-{data_source}"
 
 
 def account_get(name: str = "paper") -> Account:

@@ -107,8 +107,20 @@ def _order_payload(order: Order) -> dict:
             "average_price": order.average_price, "instrument": str(order.instrument)}
 
 
-def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime) -> Position | None:
-    """Enter the decision's trade at market and open the position with its stop and target."""
+def _trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
+    """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
+    if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
+        return None
+    return (multiple * Decimal(repr(decision.snapshot.atr))).quantize(decision.instrument.tick_size)
+
+
+def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime,
+                  reference_price: Decimal | None = None, trail_atr_multiple: Decimal | None = None) -> Position | None:
+    """Enter the decision's trade at market and open the position with its stop, ladder and trail.
+
+    `reference_price` is the market price to fill against (an approval comes later than the
+    decision's close); it defaults to the decision's entry price.
+    """
     instrument = decision.instrument
     side = "buy" if decision.action == "LONG" else "sell"
     intent = OrderIntent(make_intent_id(account.name, instrument.pk, decision.timeframe, decision.as_of.isoformat()),
@@ -119,7 +131,8 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     if not created:
         logger.info("intent %s already sent; not sending again", intent.client_order_id)
         return Position.objects.filter(decision=decision).first()
-    report = broker.submit(intent, reference_price=decision.entry_price, ts_ms=int(now.timestamp() * 1000),
+    report = broker.submit(intent, reference_price=reference_price or decision.entry_price,
+                           ts_ms=int(now.timestamp() * 1000),
                            tick_size=instrument.tick_size)
     with transaction.atomic():
         order = order_apply_report(order=order, report=report, now=now)
@@ -132,6 +145,7 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
             open_key=instrument.pk, quantity=order.filled_quantity, initial_quantity=order.filled_quantity,
             entry_price=order.average_price, stop_price=decision.stop_price, target_price=decision.target_price,
             take_profits=[{**t, "filled": False} for t in targets], opened_at=now, fees_usdt=fee,
+            trail_distance=_trail_distance(decision, trail_atr_multiple),
             realized_pnl_usdt=-fee,
         )
         # F(): another cycle may have booked a close since `account` was read.
@@ -167,7 +181,8 @@ def _ladder(position: Position) -> LadderPosition:
     targets = tuple(Target(Decimal(str(t["price"])), Decimal(str(t["share"])), bool(t.get("filled")))
                     for t in position.take_profits) or (Target(position.target_price, Decimal(1)),)
     return LadderPosition(position.side, position.entry_price, position.initial_quantity or position.quantity,
-                          position.quantity, position.stop_price, targets)
+                          position.quantity, position.stop_price, targets, position.trail_distance or None,
+                          position.best_price)
 
 
 def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperBroker,
@@ -180,18 +195,18 @@ def positions_check_exits(*, account: Account, instrument: Instrument, broker: P
     since = position.exits_checked_until or position.opened_at
     for open_time, bar_open, bar_high, bar_low in _exit_bars(position, since, now):
         exits, ladder = ladder_step(ladder, bar_open, bar_high, bar_low, instrument.step_size,
-                                    breakeven_after_first=breakeven_after_tp1)
+                                    breakeven_after_first=breakeven_after_tp1, tick_size=instrument.tick_size)
         when = max(open_time, position.opened_at)
         for exit_ in exits:
             position = position_reduce(position=position, broker=broker, exit_=exit_, now=when)
         if position.status == Position.Status.CLOSED:
             return position
-        position.stop_price = ladder.stop_price
+        position.stop_price, position.best_price = ladder.stop_price, ladder.best_price
         position.take_profits = [{"price": str(t.price), "share": str(t.share), "filled": t.filled}
                                  for t in ladder.targets]
         position.exits_checked_until = open_time
     if position.exits_checked_until is not None:
-        position.save(update_fields=["stop_price", "take_profits", "exits_checked_until"])
+        position.save(update_fields=["stop_price", "best_price", "take_profits", "exits_checked_until"])
     return position if position.status == Position.Status.CLOSED else None
 
 

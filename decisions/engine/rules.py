@@ -25,6 +25,15 @@ class RuleParams:
     # shares of the position; the last target is `target_price`.
     tp_r_multiples: tuple[Decimal, ...] = (Decimal("1"), Decimal("2"), Decimal("3"))
     tp_shares: tuple[Decimal, ...] = (Decimal("0.4"), Decimal("0.4"), Decimal("0.2"))
+    # Lower or other timeframes whose structure must agree (snapshot.extra["structure_trends"]);
+    # one without enough closed bars is named in the rationale and not checked.
+    structure_timeframes: tuple[str, ...] = ()
+    # "atr": the stop sits sl_atr_multiple ATR from the entry. "structure": beyond the last swing low
+    # (long) or high (short) by structure_buffer_atr ATR; the ATR stop when the swing is missing, on
+    # the wrong side or further than structure_max_atr ATR away.
+    stop_mode: str = "atr"
+    structure_buffer_atr: Decimal = Decimal("0.2")
+    structure_max_atr: Decimal = Decimal("4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,21 @@ def flow_objections(side: str, flow: FlowView, params: RuleParams) -> list[str]:
     return out
 
 
+def _structure_confirmation(snapshot: MarketSnapshot, params: RuleParams, trend: str) -> tuple[tuple, list]:
+    """Return (rationale lines, disagreements) of the confirming timeframes' structure."""
+    trends = snapshot.extra.get("structure_trends") or {}
+    lines, against = [], []
+    for timeframe in params.structure_timeframes:
+        seen = trends.get(timeframe)
+        if seen is None:
+            lines.append(f"{timeframe} structure: not enough closed bars; not checked")
+        elif seen != trend:
+            against.append(f"{timeframe} structure {seen}")
+        else:
+            lines.append(f"{timeframe} structure {seen} confirms")
+    return tuple(lines), against
+
+
 def decide(snapshot: MarketSnapshot, params: RuleParams, flow: FlowView | None = None) -> Signal:
     """Return LONG when structure and momentum are up and the flow agrees, SHORT mirrored, else FLAT."""
     rationale = (
@@ -93,14 +117,41 @@ def decide(snapshot: MarketSnapshot, params: RuleParams, flow: FlowView | None =
         action = "SHORT"
     else:
         return Signal("FLAT", f"no alignment: structure {snapshot.trend}, momentum {snapshot.momentum}", rationale)
+    trend = "up" if action == "LONG" else "down"
+    confirm, unconfirmed = _structure_confirmation(snapshot, params, trend)
+    rationale += confirm
+    if unconfirmed:
+        return Signal("FLAT", f"{action} not confirmed: {'; '.join(unconfirmed)}"[:255], rationale)
     objections = flow_objections(action, flow, params) if flow is not None else []
     if objections:
         return Signal("FLAT", f"{action} refused by the flow: {'; '.join(objections)}"[:255],
                       rationale + tuple(f"flow objects: {o}" for o in objections))
-    entry = Decimal(repr(snapshot.close))
-    atr_value = Decimal(repr(snapshot.atr))
-    direction = 1 if action == "LONG" else -1
-    stop = entry - direction * params.sl_atr_multiple * atr_value
-    ladder = take_profit_ladder(entry, stop, params)
     reason = f"{action}: structure {snapshot.trend} and momentum {snapshot.momentum}"
-    return Signal(action, reason, rationale, entry, stop, ladder[-1][0], ladder)
+    return signal_with_levels(snapshot, action, reason, rationale, params)
+
+
+def signal_with_levels(snapshot: MarketSnapshot, action: str, reason: str, rationale: tuple[str, ...],
+                       params: RuleParams) -> Signal:
+    """Return a LONG/SHORT signal entering at the close, its stop `sl_atr_multiple` ATR away and the ladder."""
+    entry = Decimal(repr(snapshot.close))
+    stop, how = stop_level(snapshot, action, entry, params)
+    ladder = take_profit_ladder(entry, stop, params)
+    return Signal(action, reason, rationale + (how,), entry, stop, ladder[-1][0], ladder)
+
+
+def stop_level(snapshot: MarketSnapshot, action: str, entry: Decimal, params: RuleParams) -> tuple[Decimal, str]:
+    """Return the stop of a LONG/SHORT entry and a line saying how it was placed."""
+    direction = 1 if action == "LONG" else -1
+    atr_value = Decimal(repr(snapshot.atr))
+    atr_stop = entry - direction * params.sl_atr_multiple * atr_value
+    atr_line = f"stop {params.sl_atr_multiple} ATR from entry"
+    if params.stop_mode != "structure":
+        return atr_stop, atr_line
+    swing = snapshot.last_swing_low if action == "LONG" else snapshot.last_swing_high
+    if swing is None or swing != swing:  # missing or NaN
+        return atr_stop, f"{atr_line} (no swing {'low' if direction == 1 else 'high'} for a structure stop)"
+    stop = Decimal(repr(swing)) - direction * params.structure_buffer_atr * atr_value
+    distance = direction * (entry - stop)
+    if distance <= 0 or distance > params.structure_max_atr * atr_value:
+        return atr_stop, f"{atr_line} (swing {swing:g} is on the wrong side or beyond {params.structure_max_atr} ATR)"
+    return stop, f"stop {params.structure_buffer_atr} ATR beyond the last swing {'low' if direction == 1 else 'high'} {swing:g}"

@@ -7,7 +7,7 @@ backtest and live, DST days (23 or 25 hours long) included.
 Gate order (GATE_ORDER): account breakers first, so the first block names the deepest cause
 ("blocked by daily_loss"), then the calendar, the exposure, the order-rate caps and the market.
 """
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from decimal import Decimal
@@ -206,18 +206,19 @@ def _market_gates(state: RiskState, limits: RiskLimits) -> list[GateResult]:
     ]
 
 
-def _override(result: GateResult) -> GateResult:
+def _override(result: GateResult, note: str) -> GateResult:
     if result.verdict == "allow":
         return result
-    return GateResult(result.name, "allow", f"overridden by an operator: {result.reason}")
+    return GateResult(result.name, "allow", f"{note}: {result.reason}")
 
 
 def evaluate_gates(state: RiskState, limits: RiskLimits, now: datetime | int, side: str, symbol: str, *,
-                   overridden: Iterable[str] = ()) -> list[GateResult]:
+                   overridden: Iterable[str] | Mapping[str, str] = ()) -> list[GateResult]:
     """Return every gate's verdict on a new `side` entry in `symbol`, in GATE_ORDER.
 
     `now` is an aware datetime or epoch ms. Gates named in `overridden` (an operator's audited
-    override) allow, keeping the overridden reason.
+    override; a mapping gives each its note, e.g. "overridden by alice until 15:00") allow,
+    keeping the overridden reason.
     """
     if side not in SIDES:
         raise ValueError(f"side must be LONG or SHORT, got {side!r}")
@@ -225,8 +226,10 @@ def evaluate_gates(state: RiskState, limits: RiskLimits, now: datetime | int, si
     results = (_account_gates(state, limits, cal) + _calendar_gates(state, limits, cal)
                + _exposure_gates(state, side, symbol, limits) + _rate_gates(state, limits, cal)
                + _market_gates(state, limits))
-    names = frozenset(overridden)
-    return [_override(r) if r.name in names else r for r in results] if names else results
+    if not overridden:
+        return results
+    notes = overridden if isinstance(overridden, Mapping) else dict.fromkeys(overridden, "overridden by an operator")
+    return [_override(r, notes[r.name]) if r.name in notes else r for r in results]
 
 
 def combine(results: Iterable[GateResult]) -> Verdict:

@@ -72,6 +72,14 @@ class LadderPosition:
     quantity: Decimal           # still open
     stop_price: Decimal
     targets: tuple[Target, ...]
+    # Price units the stop trails behind `best_price` once TP1 has filled; None: no trail.
+    trail_distance: Decimal | None = None
+    # Most favourable price (long: high, short: low) seen since TP1 filled; None before TP1.
+    best_price: Decimal | None = None
+
+    def __post_init__(self):
+        if self.trail_distance is not None and self.trail_distance <= 0:
+            raise ValueError(f"trail_distance must be positive, got {self.trail_distance}")
 
 
 def _reached(side: str, level: Decimal, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal,
@@ -83,18 +91,8 @@ def _reached(side: str, level: Decimal, bar_open: Decimal, bar_high: Decimal, ba
     return bar_open if bar_open >= level else (level if bar_high >= level else None)
 
 
-def ladder_step(pos: LadderPosition, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal, step_size: Decimal,
-                *, breakeven_after_first: bool = True) -> tuple[list[LadderExit], LadderPosition]:
-    """Return the exits one bar causes and the position after them.
-
-    The stop is checked first: without the path inside the bar, the pessimistic order is the safe
-    one. Each target closes its share of the initial quantity (rounded down to the step; the last
-    open target closes the rest). After the first target the stop moves to entry (breakeven), from
-    the next bar on.
-    """
-    stop_fill = _reached(pos.side, pos.stop_price, bar_open, bar_high, bar_low, stop=True)
-    if stop_fill is not None:
-        return [LadderExit("sl", "stop", stop_fill, pos.quantity)], replace(pos, quantity=Decimal(0))
+def _fill_targets(pos: LadderPosition, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal,
+                  step_size: Decimal) -> tuple[list[LadderExit], tuple[Target, ...]]:
     exits, remaining, targets = [], pos.quantity, list(pos.targets)
     for i, target in enumerate(targets):
         if target.filled or remaining <= 0:
@@ -108,7 +106,48 @@ def ladder_step(pos: LadderPosition, bar_open: Decimal, bar_high: Decimal, bar_l
         if quantity > 0:
             exits.append(LadderExit(f"tp{i + 1}", "target", fill, quantity))
             remaining -= quantity
-    stop = pos.stop_price
-    if exits and breakeven_after_first:
-        stop = max(stop, pos.entry_price) if pos.side == "LONG" else min(stop, pos.entry_price)
-    return exits, replace(pos, quantity=remaining, stop_price=stop, targets=tuple(targets))
+    return exits, tuple(targets)
+
+
+def _protect(pos: LadderPosition, bar_high: Decimal, bar_low: Decimal, *, breakeven: bool,
+             tick_size: Decimal | None) -> LadderPosition:
+    """Return `pos` with the stop for the next bar: breakeven and trail once TP1 has filled, never looser."""
+    if not (pos.targets and pos.targets[0].filled):
+        return pos
+    long = pos.side == "LONG"
+    tighter = max if long else min
+    bar_best = bar_high if long else bar_low
+    # A position resumed without a stored best price starts trailing from this bar.
+    best = bar_best if pos.best_price is None else tighter(pos.best_price, bar_best)
+    levels = [pos.stop_price]
+    if breakeven:
+        levels.append(pos.entry_price)
+    if pos.trail_distance is not None:
+        trailed = best - pos.trail_distance if long else best + pos.trail_distance
+        if tick_size:
+            # Round away from the price: the stop must not sit closer than the trail allows.
+            rounding = ROUND_FLOOR if long else ROUND_CEILING
+            trailed = (trailed / tick_size).to_integral_value(rounding=rounding) * tick_size
+        levels.append(trailed)
+    return replace(pos, stop_price=tighter(levels), best_price=best)
+
+
+def ladder_step(pos: LadderPosition, bar_open: Decimal, bar_high: Decimal, bar_low: Decimal, step_size: Decimal,
+                *, breakeven_after_first: bool = True,
+                tick_size: Decimal | None = None) -> tuple[list[LadderExit], LadderPosition]:
+    """Return the exits one bar causes and the position after them.
+
+    The stop is checked first: without the path inside the bar, the pessimistic order is the safe
+    one. Each target closes its share of the initial quantity (rounded down to the step; the last
+    open target closes the rest). Once the first target has filled, the stop moves to entry
+    (breakeven, when `breakeven_after_first`) and trails `pos.trail_distance` behind the best price
+    (when set; rounded away from the price to `tick_size`), whichever is tighter, and never loosens.
+    The bar's own high or low updates the best price only after its exits, so a tightened stop
+    applies from the next bar on.
+    """
+    stop_fill = _reached(pos.side, pos.stop_price, bar_open, bar_high, bar_low, stop=True)
+    if stop_fill is not None:
+        return [LadderExit("sl", "stop", stop_fill, pos.quantity)], replace(pos, quantity=Decimal(0))
+    exits, targets = _fill_targets(pos, bar_open, bar_high, bar_low, step_size)
+    after = replace(pos, quantity=pos.quantity - sum((e.quantity for e in exits), Decimal(0)), targets=targets)
+    return exits, _protect(after, bar_high, bar_low, breakeven=breakeven_after_first, tick_size=tick_size)

@@ -58,3 +58,23 @@ def test_context_load_uses_fresh_book_only(instrument):
                                      bids=[["100", "3"]], asks=[["101", "1"]], best_bid=100, best_ask=101, spread_bps=99)
     context = context_load(instrument=instrument, timeframe="15m", now=now)
     assert context.book_bids.tolist() == [[100.0, 3.0]]
+
+
+def test_context_load_structure_timeframe_resampled_from_one_minute_bars(market_data_dir):
+    frame = pd.read_csv(market_data_dir / "binance_usdm_BTCUSDT_1m_2025-06-06_2025-06-16.csv.gz", dtype=str,
+                        nrows=1000)
+    frame["open_time_ms"] = frame["open_time_ms"].astype("int64")
+    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
+    candles_upsert(instrument_id=instrument.pk, timeframe="1m", frame=frame)
+    first = datetime.fromtimestamp(int(frame["open_time_ms"].iloc[0]) / 1000, tz=UTC)
+    now = first + timedelta(minutes=602)  # two minutes into a forming 5m bar
+
+    context = context_load(instrument=instrument, timeframe="15m", now=now, structure_timeframes=("5m", "15m"))
+
+    five = context.structure["5m"]
+    assert set(context.structure) == {"5m"}  # the decision timeframe is read from the snapshot itself
+    assert len(five) == 100 and five.timeframe_ms == 300_000
+    assert int(five.open_time_ms[-1]) + 300_000 <= now.timestamp() * 1000  # only closed 5m bars
+    one_minute = frame.set_index("open_time_ms")
+    last = int(five.open_time_ms[-1])
+    assert five.high[-1] == max(float(one_minute.loc[last + k * 60_000, "high"]) for k in range(5))

@@ -70,3 +70,26 @@ def test_build_snapshot_features_are_json_safe(market_data_dir):
     features = build_snapshot(_real_bars(market_data_dir, 120), SnapshotParams()).features()
 
     assert json.loads(json.dumps(features, allow_nan=False)) == features
+
+
+def _zigzag(n: int, drift: float) -> np.ndarray:
+    """Return a saw-tooth close series rising (drift > 0) or falling, with clear swings every 8 bars."""
+    wave = np.tile(np.r_[np.linspace(0, 6, 4), np.linspace(6, 0, 4)], n // 8 + 1)[:n]
+    return 100 + wave + drift * np.arange(n)
+
+
+@pytest.mark.parametrize("drift, trend", [(0.5, "up"), (-0.5, "down")])
+def test_build_snapshot_structure_trends_read_each_confirming_timeframe(drift, trend):
+    from analytics.snapshot import Context
+
+    five = _bars(_zigzag(120, drift))
+    context = Context(structure={"5m": five, "1m": _bars(np.ones(5))})
+
+    features = build_snapshot(_bars(np.linspace(100, 120, 60)), SnapshotParams(), context).features()
+
+    # 1m has too few closed bars for a confirmed swing high and low: unknown, not "range".
+    assert features["structure_trends"] == {"5m": trend, "1m": None}
+
+
+def test_build_snapshot_without_confirming_timeframes_has_empty_structure_trends():
+    assert build_snapshot(_bars(np.linspace(100, 120, 60)), SnapshotParams()).features()["structure_trends"] == {}

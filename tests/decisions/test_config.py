@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from decisions.models import TradingConfig
-from decisions.services import snapshot_params
+from decisions.params import snapshot_params
 
 
 def _form(config: TradingConfig) -> dict:
@@ -93,3 +93,33 @@ def test_risk_limits_for_uses_every_admin_field():
     limits = risk_limits_for(TradingConfig(max_trades_per_day=7, risk_timezone="UTC"))
 
     assert (limits.max_trades_per_day, limits.timezone, limits.daily_loss_fraction) == (7, "UTC", D("0.02"))
+
+
+# The strategies, edge, fusion and structure fields (docs/DECISIONS.md) are validated by clean().
+@pytest.mark.parametrize("changes, field, message", [
+    ({"strategies": "rules,macd"}, "strategies", "unknown strategy 'macd'"),
+    ({"strategy_aggregation": "median"}, "strategies", "unknown aggregation 'median'"),
+    ({"strategy_weights": {"rsi": 1}}, "strategies", "weight for 'rsi', which is not among the strategies"),
+    ({"strategies": "rules,rsi", "strategy_weights": {"rsi": -1}}, "strategies", "must be a number >= 0"),
+    ({"edge_weight_obi": D("0.30")}, "edge_weight_obi", "edge weights must sum to 1, they sum to 1.15"),
+    ({"fusion_model_weight": D("0.45")}, "fusion_model_weight", "fusion weights must sum to 1, they sum to 1.1"),
+    ({"structure_timeframes": "5m,7m"}, "structure_timeframes", "unknown timeframe '7m'"),
+])
+def test_trading_config_packet_fields_refused_with_the_field_named(changes, field, message):
+    config = TradingConfig(**changes)
+
+    with pytest.raises(ValidationError, match=message) as caught:
+        config.clean()
+
+    assert field in caught.value.message_dict
+
+
+def test_trading_config_packet_defaults_reach_the_core():
+    from decisions.params import packet_params
+
+    params = packet_params(TradingConfig())
+
+    assert [s.name for s in params.strategies] == ["rules"] and params.aggregation == "first"
+    assert params.edge.threshold == 0.62 and params.edge.weights.fvg == 0.20
+    assert (params.fusion.technical, params.fusion.model) == (0.65, 0.35)
+    assert params.rules.structure_timeframes == ("5m",)  # 15m is the decision timeframe itself

@@ -31,10 +31,20 @@ def btc_15m(market_data_dir, db):
 
 
 def _mode_on(**changes) -> None:
+    """Switch to ON. These tests follow the execution path, so the edge bar is lowered: on this real
+    day the default edge threshold (0.62) refuses every entry (edges peak at 0.618), which
+    tests/decisions/test_packet_pipeline.py shows."""
     config = trading_config_get()
     config.mode = Mode.ON
+    config.edge_threshold = 0.5
     for name, value in changes.items():
         setattr(config, name, value)
+    config.save()
+
+
+def _edge_threshold(value: float) -> None:
+    config = trading_config_get()
+    config.edge_threshold = value
     config.save()
 
 
@@ -84,6 +94,7 @@ def test_pipeline_day_of_real_candles_trades_on_paper_and_books_equity(btc_15m):
 
 def test_pipeline_safe_mode_logs_decisions_without_orders(btc_15m):
     _, frame = btc_15m
+    _edge_threshold(0.5)
 
     _replay_day(frame)
 

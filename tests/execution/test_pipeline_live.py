@@ -34,6 +34,7 @@ def _market(data_dir, bars: int) -> list[datetime]:
     candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=frame)
     config = trading_config_get()
     config.mode = Mode.ON
+    config.edge_threshold = 0.5  # the path is under test; on these bars the default edge refuses entries
     config.save()
     return [datetime.fromtimestamp((int(t) + 900_000) / 1000, tz=timezone.utc) for t in frame["open_time_ms"][300:]]
 

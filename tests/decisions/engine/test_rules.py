@@ -2,7 +2,7 @@ import pytest
 from decimal import Decimal as D
 
 from analytics.snapshot import MarketSnapshot
-from decisions.engine.rules import RuleParams, decide
+from decisions.engine.rules import RuleParams, decide, stop_level
 
 
 def _snap(**overrides) -> MarketSnapshot:
@@ -111,3 +111,31 @@ def test_check_rr_min_share_weighted(rr_min, verdict):
     ladder = take_profit_ladder(D("100"), D("98"), RuleParams())
 
     assert check_rr_min(D("100"), D("98"), ladder, rr_min).verdict == verdict
+
+
+# Structure stop: beyond the last swing by a buffer, with the ATR stop as the fallback.
+@pytest.mark.parametrize("action, swing_low, swing_high, stop, how", [
+    # a long: 0.2 ATR (ATR 2) below the swing low 97
+    ("LONG", 97.0, None, D("96.6"), "stop 0.2 ATR beyond the last swing low 97"),
+    # a short: 0.2 ATR above the swing high 103
+    ("SHORT", None, 103.0, D("103.4"), "stop 0.2 ATR beyond the last swing high 103"),
+    # no swing: the ATR stop (1.5 ATR)
+    ("LONG", None, None, D("97.0"), "no swing low for a structure stop"),
+    # the swing is above a long's entry: wrong side, ATR stop
+    ("LONG", 101.0, None, D("97.0"), "on the wrong side"),
+    # the swing is 5 ATR away (> 4): ATR stop
+    ("LONG", 90.0, None, D("97.0"), "beyond 4 ATR"),
+])
+def test_stop_level_structure_mode(action, swing_low, swing_high, stop, how):
+    snapshot = MarketSnapshot(0, 100.0, 2.0, 0.02, "up", (), swing_high, swing_low, "", "up", 1.0, 1.0, 1.0)
+
+    level, line = stop_level(snapshot, action, D("100.0"), RuleParams(stop_mode="structure"))
+
+    assert level == stop
+    assert how in line
+
+
+def test_stop_level_atr_mode_ignores_the_swing():
+    snapshot = MarketSnapshot(0, 100.0, 2.0, 0.02, "up", (), None, 99.0, "", "up", 1.0, 1.0, 1.0)
+
+    assert stop_level(snapshot, "LONG", D("100.0"), RuleParams())[0] == D("97.0")

@@ -96,3 +96,11 @@ def test_ladder_step_never_closes_more_than_open(bar_open, up, down):
 
     assert sum(e.quantity for e in exits) + after.quantity == LADDER.quantity
     assert after.quantity >= 0
+
+
+def test_ladder_step_default_position_keeps_stop_at_entry_on_new_highs():
+    _, after_tp1 = ladder_step(LADDER, D("100"), D("102.5"), D("99.5"), D("0.001"))
+
+    _, after = ladder_step(after_tp1, D("102"), D("103.9"), D("101"), D("0.001"), tick_size=D("0.1"))
+
+    assert (LADDER.trail_distance, after.stop_price, after.best_price) == (None, D("100"), D("103.9"))
