@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal, InvalidOperation
-from functools import wraps
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +20,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard import permissions
 from dashboard import selectors as dashboard_selectors
 from decisions import approvals, selectors
 from decisions.models import Action, Decision, GateOverride
@@ -63,14 +62,7 @@ class OverrideForm(forms.Form):
     reason = forms.CharField(max_length=255)
 
 
-def staff_required(view):
-    """Let only staff users through (login_required must wrap this)."""
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("only staff users may act on decisions or override gates")
-        return view(request, *args, **kwargs)
-    return wrapped
+staff_required = permissions.staff_required("act on decisions or override gates")
 
 
 LEVEL_FIELDS = ("entry_price", "entry_zone_low", "entry_zone_high", "stop_price", "target_price", "quantity")

@@ -9,19 +9,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from functools import wraps
 from typing import Callable
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import selectors
+from dashboard import permissions, selectors
 from dashboard.forms import ConfirmForm, SentimentForm, UploadForm
 from market.manual import selectors as manual_selectors
 from market.manual import services
@@ -65,14 +63,7 @@ def _kind(slug: str) -> UploadKind:
         raise Http404(f"unknown input kind {slug!r}") from None
 
 
-def staff_required(view):
-    """Let only staff users through (login_required must wrap this)."""
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("only staff users may enter manual inputs")
-        return view(request, *args, **kwargs)
-    return wrapped
+staff_required = permissions.staff_required("enter manual inputs")
 
 
 def _page(request, *, status: int = 200, previews: dict | None = None, upload_forms: dict | None = None,

@@ -11,28 +11,9 @@ from decisions.selectors import trading_config_get
 from execution.engine import cycle_run
 from execution.models import Position
 from market.ingest import candles_upsert
-from market.services import instrument_ensure
+from tests.market_fixtures import DAY_BARS, WARMUP_BARS, real_frame
 
-FILE = "binance_usdm_BTCUSDT_{tf}_2025-07-04_2025-12-31.csv.gz"
-WARMUP_BARS = 300
-DAY_BARS = 96
-
-
-def _frame(market_data_dir, timeframe: str, rows: int) -> pd.DataFrame:
-    frame = pd.read_csv(market_data_dir / FILE.format(tf=timeframe), dtype=str, nrows=rows)
-    frame["open_time_ms"] = frame["open_time_ms"].astype("int64")
-    return frame
-
-
-@pytest.fixture
-def btc(market_data_dir, db):
-    """Store warm-up plus one day of real BTCUSDT 15m candles; return (instrument, 15m frame)."""
-    frame = _frame(market_data_dir, "15m", WARMUP_BARS + DAY_BARS)
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    instrument.is_active = True
-    instrument.save()
-    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=frame)
-    return instrument, frame
+FIVE_MINUTE_FILE = "binance_usdm_BTCUSDT_5m_2025-07-04_2025-12-31.csv.gz"
 
 
 def _configure(**changes) -> None:
@@ -51,8 +32,8 @@ def _replay(frame: pd.DataFrame) -> datetime:
     return now
 
 
-def test_packet_default_edge_threshold_refuses_weak_entries_by_name(btc):
-    _, frame = btc
+def test_packet_default_edge_threshold_refuses_weak_entries_by_name(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.ON)
 
     _replay(frame)
@@ -68,8 +49,8 @@ def test_packet_default_edge_threshold_refuses_weak_entries_by_name(btc):
     assert not Position.objects.exists()
 
 
-def test_packet_every_decision_carries_rationale_votes_and_expiry(btc):
-    _, frame = btc
+def test_packet_every_decision_carries_rationale_votes_and_expiry(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.ON, edge_threshold=0.5)
 
     _replay(frame)
@@ -91,8 +72,8 @@ def test_packet_every_decision_carries_rationale_votes_and_expiry(btc):
         assert any(line.startswith("fusion: ") for line in decision.rationale)
 
 
-def test_packet_hybrid_holds_below_auto_approve_and_expires_after_four_hours(btc):
-    _, frame = btc
+def test_packet_hybrid_holds_below_auto_approve_and_expires_after_four_hours(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.HYBRID, edge_threshold=0.5)
 
     last = _replay(frame)
@@ -112,8 +93,8 @@ def test_packet_hybrid_holds_below_auto_approve_and_expires_after_four_hours(btc
     assert audit_verify().ok
 
 
-def test_packet_auto_approves_at_the_confidence_level(btc):
-    _, frame = btc
+def test_packet_auto_approves_at_the_confidence_level(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.HYBRID, edge_threshold=0.5, auto_approve_confidence=0.0)
 
     _replay(frame)
@@ -125,10 +106,10 @@ def test_packet_auto_approves_at_the_confidence_level(btc):
     assert all("auto-approved" in d.reason or d.outcome == "skipped" for d in auto)
 
 
-def test_packet_five_minute_structure_must_confirm_when_stored(btc, market_data_dir):
-    instrument, frame = btc
+def test_packet_five_minute_structure_must_confirm_when_stored(btc_15m, market_data_dir):
+    instrument, frame = btc_15m
     day_end = int(frame["open_time_ms"].iloc[-1]) + 900_000
-    five = _frame(market_data_dir, "5m", 3 * (WARMUP_BARS + DAY_BARS))
+    five = real_frame(market_data_dir, FIVE_MINUTE_FILE, 3 * (WARMUP_BARS + DAY_BARS))
     candles_upsert(instrument_id=instrument.pk, timeframe="5m", frame=five[five["open_time_ms"] < day_end])
     _configure(mode=Mode.ON, edge_threshold=0.5)
 
@@ -142,8 +123,8 @@ def test_packet_five_minute_structure_must_confirm_when_stored(btc, market_data_
         assert "5m structure up confirms" in decision.rationale or "5m structure down confirms" in decision.rationale
 
 
-def test_packet_five_minute_structure_missing_is_named_not_checked(btc):
-    _, frame = btc
+def test_packet_five_minute_structure_missing_is_named_not_checked(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.SAFE, edge_threshold=0.5)
 
     _replay(frame)
@@ -154,8 +135,8 @@ def test_packet_five_minute_structure_missing_is_named_not_checked(btc):
         assert "5m structure: not enough closed bars; not checked" in decision.rationale
 
 
-def test_packet_margin_cap_limits_size_and_names_the_binding_cap(btc):
-    _, frame = btc
+def test_packet_margin_cap_limits_size_and_names_the_binding_cap(btc_15m):
+    _, frame = btc_15m
     _configure(mode=Mode.ON, edge_threshold=0.5, risk_per_trade_fraction=D("0.05"), max_margin_fraction=D("0.05"),
                max_leverage=D("3"))
 

@@ -3,31 +3,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 
 import pandas as pd
-import pytest
 
 from analytics.models import Snapshot
 from decisions.models import Decision, Mode
 from decisions.selectors import trading_config_get
 from execution.engine import cycle_run
 from execution.models import Account, EquityPoint, Fill, Order, Position
-from market.ingest import candles_upsert
-from market.services import instrument_ensure
+from tests.market_fixtures import DAY_BARS, WARMUP_BARS
 
-FILE = "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz"
-WARMUP_BARS = 300
-DAY_BARS = 96
-
-
-@pytest.fixture
-def btc_15m(market_data_dir, db):
-    """Store warm-up plus one day of real USD-M BTCUSDT 15m candles; return (instrument, frame)."""
-    frame = pd.read_csv(market_data_dir / FILE, dtype=str, nrows=WARMUP_BARS + DAY_BARS)
-    frame["open_time_ms"] = frame["open_time_ms"].astype("int64")
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    instrument.is_active = True
-    instrument.save()
-    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=frame)
-    return instrument, frame
 
 
 def _mode_on(**changes) -> None:
