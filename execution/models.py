@@ -34,18 +34,25 @@ class Order(models.Model):
     """An order as the OMS knows it; client_order_id is deterministic and never reused."""
 
     class Status(models.TextChoices):
+        # The same values as execution.oms.OrderState, whose transition table the services enforce.
         NEW = "new"
         SUBMITTED = "submitted"
         ACCEPTED = "accepted"
+        TRIGGERED = "triggered"
         PARTIALLY_FILLED = "partially_filled"
         FILLED = "filled"
+        PENDING_CANCEL = "pending_cancel"
         CANCELED = "canceled"
         REJECTED = "rejected"
+        EXPIRED = "expired"
+        UNKNOWN = "unknown", "unknown outcome"
+        LOST = "lost"
 
     class Type(models.TextChoices):
         MARKET = "market"
         LIMIT = "limit"
         STOP_MARKET = "stop_market"
+        TAKE_PROFIT = "take_profit"
         TAKE_PROFIT_MARKET = "take_profit_market"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
@@ -60,7 +67,12 @@ class Order(models.Model):
     price = models.DecimalField(**MONEY, null=True, blank=True)
     trigger_price = models.DecimalField(**MONEY, null=True, blank=True)
     reduce_only = models.BooleanField(default=False)
+    conditional = models.BooleanField(default=False, help_text="lives in the venue's Algo Order API (stops, TPs)")
+    external = models.BooleanField(default=False, help_text="not placed by the bot: adopted by reconciliation")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    acknowledged = models.BooleanField(default=False, help_text="the venue confirmed it at least once")
+    misses = models.PositiveSmallIntegerField(default=0, help_text="not-found answers in a row; 3 make it lost")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
     filled_quantity = models.DecimalField(**MONEY, default=0)
     average_price = models.DecimalField(**MONEY, null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, blank=True)
@@ -82,7 +94,7 @@ class Fill(models.Model):
     """One execution of an order; fees in USDT."""
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
-    trade_id = models.CharField(max_length=64, unique=True)
+    trade_id = models.CharField(max_length=64)
     ts = models.DateTimeField()
     price = models.DecimalField(**MONEY)
     quantity = models.DecimalField(**MONEY)
@@ -90,6 +102,8 @@ class Fill(models.Model):
     liquidity = models.CharField(max_length=5, default="taker")
 
     class Meta:
+        # The venue's trade ids are unique per symbol, not globally: a fill is (order, trade id).
+        constraints = [models.UniqueConstraint(fields=["order", "trade_id"], name="uniq_fill_order_trade")]
         ordering = ["-ts"]
 
     def __str__(self):
@@ -155,3 +169,45 @@ class EquityPoint(models.Model):
 
     def __str__(self):
         return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} {self.equity_usdt}"
+
+
+class ExecutionLock(models.Model):
+    """A lease per (account, instrument) held around every order action on that symbol.
+
+    A lease rather than SELECT ... FOR UPDATE: the holder makes network calls while holding it,
+    and a row lock would keep a transaction (on SQLite, the whole database) open meanwhile. A
+    holder that dies loses the lease when it expires.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE)
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "instrument"], name="uniq_execution_lock")]
+
+    def __str__(self):
+        return f"lock {self.account_id}/{self.instrument_id}"
+
+
+class ReconciliationRun(models.Model):
+    """One comparison of the venue with the database: what differed and what was done."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="reconciliations")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, help_text="startup, periodic or manual")
+    clean = models.BooleanField(default=False)
+    differences = models.JSONField(default=list)
+    actions = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["account", "started_at"])]
+
+    def __str__(self):
+        return f"reconciliation {self.account_id} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({'clean' if self.clean else 'diff'})"

@@ -78,8 +78,8 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) 
     filled = Decimal(0)
     notional = Decimal(0)
     for fill in report.fills:
-        Fill.objects.get_or_create(trade_id=fill.trade_id, defaults={
-            "order": order, "ts": ms_to_datetime(fill.ts_ms), "price": fill.price,
+        Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults={
+            "ts": ms_to_datetime(fill.ts_ms), "price": fill.price,
             "quantity": fill.quantity, "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
         filled += fill.quantity
         notional += fill.quantity * fill.price

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from analytics.snapshot import MarketSnapshot
 
@@ -105,6 +105,9 @@ class EdgeInputs:
     global_risk: float | None = None    # 0..100
     mtf_state: str | None = None        # "agree", "neither" or "conflict"
     mtf_score: float | None = None      # -1..1, + = higher timeframes up
+
+
+_INPUT_FIELDS = frozenset(f.name for f in fields(EdgeInputs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,21 +300,18 @@ def passes(edge: Edge, side: int | str, params: EdgeParams = EdgeParams()) -> tu
 
 def inputs_from_snapshot(snapshot: MarketSnapshot, **others) -> EdgeInputs:
     """Return EdgeInputs with the gaps, close, OBI and MTF view of `snapshot`, plus `others` (e.g. news=0.3)."""
-    extra = snapshot.extra
-    gaps = {key: extra.get(key) if isinstance(extra.get(key), Mapping) else None
-            for key in ("fvg_below", "fvg_above")}
-    state = extra.get("mtf_state")
-    base = EdgeInputs(
-        **gaps,
-        close=_finite(snapshot.close),
-        obi=_finite(extra.get("obi")),
-        mtf_state=state if state in ("agree", "neither", "conflict") else None,
-        mtf_score=_finite(extra.get("mtf_score")),
-    )
-    unknown = set(others) - {f.name for f in fields(EdgeInputs)}
+    unknown = others.keys() - _INPUT_FIELDS
     if unknown:
         raise TypeError(f"inputs_from_snapshot got unknown inputs: {', '.join(sorted(unknown))}")
-    return replace(base, **{key: _float_or_raw(key, value) for key, value in others.items()})
+    extra = snapshot.extra
+    state = extra.get("mtf_state")
+    values = {key: extra.get(key) if isinstance(extra.get(key), Mapping) else None for key in ("fvg_below", "fvg_above")}
+    values.update(close=_finite(snapshot.close), obi=_finite(extra.get("obi")),
+                  mtf_state=state if state in ("agree", "neither", "conflict") else None,
+                  mtf_score=_finite(extra.get("mtf_score")))
+    values.update((key, _float_or_raw(key, value)) for key, value in others.items())
+    # Built once: this runs on every bar of a backtest that reaches the edge.
+    return EdgeInputs(**values)
 
 
 def _float_or_raw(key: str, value):

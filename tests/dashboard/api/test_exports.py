@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from execution.engine import cycle_run
-from tests.execution.test_pipeline import _close_times, btc_15m  # noqa: F401  (fixture)
+from tests.execution.test_pipeline import _close_times
 
 pytestmark = pytest.mark.django_db
 

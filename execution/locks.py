@@ -1,0 +1,52 @@
+"""Per-symbol execution leases: one holder at a time may place, cancel or replace orders on a symbol."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+
+from execution.models import Account, ExecutionLock
+from market.models import Instrument
+
+DEFAULT_TTL = timedelta(seconds=30)
+
+
+class LockBusy(RuntimeError):
+    """Another worker holds the symbol: skip this round; the holder finishes the work."""
+
+
+def holder_id() -> str:
+    """Return a name for this process and thread, unique enough to tell holders apart."""
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{threading.get_ident() % 100000}:{uuid.uuid4().hex[:6]}"
+
+
+def lease_acquire(*, account: Account, instrument: Instrument, holder: str, now: datetime,
+                  ttl: timedelta = DEFAULT_TTL) -> bool:
+    """Take the lease when it is free, expired or already ours; return whether it is ours now."""
+    lock, _ = ExecutionLock.objects.get_or_create(account=account, instrument=instrument)
+    # One conditional UPDATE: atomic on SQLite and MariaDB alike, so two workers cannot both win.
+    free = Q(holder="") | Q(expires_at__lt=now) | Q(holder=holder)
+    return ExecutionLock.objects.filter(free, pk=lock.pk).update(holder=holder, expires_at=now + ttl) == 1
+
+
+def lease_release(*, account: Account, instrument: Instrument, holder: str) -> None:
+    """Give the lease back if this holder still has it."""
+    ExecutionLock.objects.filter(account=account, instrument=instrument, holder=holder).update(holder="",
+                                                                                              expires_at=None)
+
+
+@contextmanager
+def symbol_lease(*, account: Account, instrument: Instrument, now: datetime, ttl: timedelta = DEFAULT_TTL):
+    """Hold the symbol's lease for the block; raise LockBusy when another worker has it."""
+    holder = holder_id()
+    if not lease_acquire(account=account, instrument=instrument, holder=holder, now=now, ttl=ttl):
+        raise LockBusy(f"{instrument} on {account.name} is being worked on by another process")
+    try:
+        yield holder
+    finally:
+        lease_release(account=account, instrument=instrument, holder=holder)
