@@ -42,8 +42,10 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
     broker = broker_for(account, config)
     decisions = exits = 0
     for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):
-        if positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
-                                 breakeven_after_tp1=config.breakeven_after_tp1) is not None:
+        # A venue's resting stop and targets close positions there; only paper simulates them per bar.
+        simulated = getattr(broker, "simulates_exits", False)
+        if simulated and positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
+                                               breakeven_after_tp1=config.breakeven_after_tp1) is not None:
             exits += 1
         if decide and decision_run(instrument=instrument, now=now, account=account) is not None:
             decisions += 1

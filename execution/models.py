@@ -19,6 +19,10 @@ class Account(models.Model):
     broker = models.CharField(max_length=8, choices=Broker.choices, default=Broker.PAPER)
     starting_balance_usdt = models.DecimalField(**MONEY)
     balance_usdt = models.DecimalField(**MONEY)
+    exchange_id = models.CharField(max_length=32, default="binanceusdm", help_text="ccxt id of the venue")
+    # Encrypted at rest (execution/secrets.py); never shown in full, logged or returned by the API.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_secret_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -73,6 +77,7 @@ class Order(models.Model):
     acknowledged = models.BooleanField(default=False, help_text="the venue confirmed it at least once")
     misses = models.PositiveSmallIntegerField(default=0, help_text="not-found answers in a row; 3 make it lost")
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    resent_at = models.DateTimeField(null=True, blank=True, help_text="the one resend with the same client id")
     filled_quantity = models.DecimalField(**MONEY, default=0)
     average_price = models.DecimalField(**MONEY, null=True, blank=True)
     exchange_order_id = models.CharField(max_length=64, blank=True)
@@ -211,3 +216,16 @@ class ReconciliationRun(models.Model):
 
     def __str__(self):
         return f"reconciliation {self.account_id} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({'clean' if self.clean else 'diff'})"
+
+
+class EngineLease(models.Model):
+    """One running execution engine per account: a second one refuses to start while the lease is live."""
+
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="engine_lease")
+    holder = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="the engine renews this every tick")
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"engine lease {self.account_id}: {self.holder or 'free'}"

@@ -1,4 +1,4 @@
-"""Writes for the execution stage: every order goes through here, persisted before it is sent."""
+"""Writes for the execution stage: positions, exits and equity; orders go through execution.orders."""
 from __future__ import annotations
 
 import logging
@@ -6,18 +6,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 
-from analytics.services import ms_to_datetime
 from dashboard.events import broadcast_on_commit
-from decisions.audit_services import ENGINE, audit_append
-from decisions.models import AuditRecord, Decision, TradingConfig
-from decisions.selectors import trading_config_get
-from execution.brokers.base import Broker, ExecutionReport
+from decisions.models import Decision, TradingConfig
+from execution.brokers.base import Broker
 from execution.brokers.paper import LadderExit, LadderPosition, PaperBroker, Target, ladder_step, position_pnl
-from execution.models import Account, EquityPoint, Fill, Order, Position
+from execution.models import Account, EquityPoint, Order, Position
+from execution.orders import audit_order as _audit_order
+from execution.orders import order_apply_report, order_create_pending, order_send  # noqa: F401  (re-exported)
 from execution.oms import OrderIntent, Precision, apply_precision, make_intent_id
+from execution.protective import protection_place
 from execution.selectors import equity_now, position_get_open, unrealized_pnl
 from market.models import Candle, Instrument
 from market.timeframes import timeframe_ms
@@ -46,67 +46,6 @@ def _precision(instrument: Instrument) -> Precision:
     return Precision(instrument.tick_size, instrument.step_size, instrument.min_notional)
 
 
-def order_create_pending(*, account: Account, instrument: Instrument, intent: OrderIntent,
-                         decision: Decision | None, now: datetime) -> tuple[Order, bool]:
-    """Persist the order before it is sent; return (order, created). A known intent is not re-sent."""
-    try:
-        with transaction.atomic():
-            order = Order.objects.create(
-                account=account, instrument=instrument, decision=decision,
-                client_order_id=intent.client_order_id, intent_id=intent.intent_id, leg=intent.leg,
-                side=intent.side, type=intent.type, quantity=intent.quantity, price=intent.price,
-                trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
-                status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
-                config_version=trading_config_get().version,
-            )
-            _audit_order(order, now, {"action": "created", "decision": decision.pk if decision else None,
-                                      "intent_id": intent.intent_id, "leg": intent.leg, "side": intent.side,
-                                      "type": intent.type, "quantity": intent.quantity, "price": intent.price,
-                                      "trigger_price": intent.trigger_price, "reduce_only": intent.reduce_only,
-                                      "config_version": order.config_version})
-        return order, True
-    except IntegrityError:
-        return Order.objects.get(client_order_id=intent.client_order_id), False
-
-
-def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) -> Order:
-    """Record the venue's answer: status, fills and average price."""
-    order.exchange_order_id = report.exchange_order_id
-    order.updated_at = now
-    if report.status == "rejected":
-        order.status, order.reject_reason = Order.Status.REJECTED, report.reason[:255]
-    filled = Decimal(0)
-    notional = Decimal(0)
-    for fill in report.fills:
-        Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults={
-            "ts": ms_to_datetime(fill.ts_ms), "price": fill.price,
-            "quantity": fill.quantity, "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
-        filled += fill.quantity
-        notional += fill.quantity * fill.price
-    if filled:
-        order.filled_quantity = filled
-        order.average_price = notional / filled
-        order.status = Order.Status.FILLED if filled >= order.quantity else Order.Status.PARTIALLY_FILLED
-    order.save()
-    _audit_order(order, now, {"action": "report", "status": order.status, "exchange_order_id": order.exchange_order_id,
-                              "filled_quantity": order.filled_quantity, "average_price": order.average_price,
-                              "reject_reason": order.reject_reason,
-                              "trade_ids": [f.trade_id for f in report.fills]})
-    broadcast_on_commit("order", _order_payload(order))
-    return order
-
-
-def _audit_order(order: Order, now: datetime, body: dict) -> None:
-    audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"order:{order.client_order_id}",
-                 body=body, now=now)
-
-
-def _order_payload(order: Order) -> dict:
-    return {"client_order_id": order.client_order_id, "leg": order.leg, "side": order.side,
-            "type": order.type, "quantity": order.quantity, "status": order.status,
-            "average_price": order.average_price, "instrument": str(order.instrument)}
-
-
 def _trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
     """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
     if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
@@ -131,14 +70,11 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     if not created:
         logger.info("intent %s already sent; not sending again", intent.client_order_id)
         return Position.objects.filter(decision=decision).first()
-    report = broker.submit(intent, reference_price=reference_price or decision.entry_price,
-                           ts_ms=int(now.timestamp() * 1000),
-                           tick_size=instrument.tick_size)
+    order = order_send(order=order, broker=broker, reference_price=reference_price or decision.entry_price, now=now)
     with transaction.atomic():
-        order = order_apply_report(order=order, report=report, now=now)
         if order.status != Order.Status.FILLED:
             return None
-        fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
+        fee = sum((f.fee_usdt for f in order.fills.all()), Decimal(0))
         targets = decision.take_profits or [{"price": str(decision.target_price), "share": "1"}]
         position = Position.objects.create(
             account=account, instrument=instrument, decision=decision, side=decision.action,
@@ -152,6 +88,10 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
         Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
         account.refresh_from_db()
         broadcast_on_commit("position", position_payload(position))
+    if not getattr(broker, "simulates_exits", False):
+        # On a venue the stop and targets are resting orders: place them now; the execution loop
+        # verifies the stop within seconds and flattens the position if it is missing.
+        protection_place(position=position, broker=broker, now=now)
     return position
 
 

@@ -15,6 +15,8 @@ class PaperBroker:
     """Fill market orders at the reference price moved against the taker by `slippage_bps`."""
 
     name = "paper"
+    # Exits are simulated bar by bar (ladder_step), not placed as resting orders on a venue.
+    simulates_exits = True
 
     def __init__(self, *, taker_fee_fraction: Decimal, slippage_bps: Decimal):
         self.taker_fee_fraction = taker_fee_fraction

@@ -40,9 +40,16 @@ def exchange_client(options: ClientOptions) -> ccxt.Exchange:
     if options.with_keys:
         # Keys come only from settings (the environment) and are never logged or echoed.
         config.update(apiKey=settings.EXCHANGE_API_KEY, secret=settings.EXCHANGE_API_SECRET)
+        # With keys ccxt would also call the spot wallet's currency list, which futures keys need not reach.
+        config["options"] = {"fetchCurrencies": False}
     client = exchange_class(config)
     if options.api_url:
         client.urls["api"] = rebase_urls(client.urls["api"], options.api_url)
+        linear = client.exceptions.get("linear", {}).get("exact") if isinstance(client.exceptions, dict) else None
+        if linear:
+            # ccxt picks Binance's futures error table by the fapi.binance.com host; on another host
+            # (the emulator, a proxy) -4116, -2021, -2019 ... would come back as plain ExchangeError.
+            client.exceptions["exact"] = {**client.exceptions.get("exact", {}), **linear}
     return client
 
 
