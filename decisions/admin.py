@@ -54,6 +54,7 @@ class TradingConfigAdmin(admin.ModelAdmin):
                                   "max_orders_per_window", "max_turnover_equity_multiple", "max_correlation",
                                   "min_volume_24h_usdt", "min_profit_factor", "profit_factor_min_trades"]}),
         ("Why", {"fields": ["change_reason"]}),
+        ("Execution on a venue", {"fields": ["tp_order_style", "stop_working_type", "shutdown_flatten"]}),
         ("Paper fills", {"fields": ["taker_fee_fraction", "slippage_bps"]}),
     ]
 

@@ -219,6 +219,16 @@ class TradingConfig(models.Model):
         validators=[MinValueValidator(Decimal("0.1"))],
         help_text="after TP1 the stop trails this many ATR behind the best price (never below breakeven); "
                   "empty: stay at breakeven")
+    # Execution on a venue (testnet/live): how exits rest on the exchange and what a shutdown does.
+    tp_order_style = models.CharField(
+        max_length=20, default="take_profit_market",
+        choices=[("take_profit_market", "TAKE_PROFIT_MARKET (fills at market once touched)"),
+                 ("take_profit", "TAKE_PROFIT (a limit order at the target once touched)")])
+    stop_working_type = models.CharField(
+        max_length=14, default="MARK_PRICE", choices=[("MARK_PRICE", "mark price"), ("CONTRACT_PRICE", "last price")],
+        help_text="the price that triggers the exchange-side stop")
+    shutdown_flatten = models.BooleanField(
+        default=False, help_text="on a graceful shutdown close every position; off: leave them with verified stops")
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
     updated_at = models.DateTimeField(auto_now=True)

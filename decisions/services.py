@@ -31,6 +31,7 @@ from decisions.selectors import trading_config_get
 from execution import services as execution
 from execution.models import Account, Position
 from execution.oms import OrderRejected
+from execution.reconciliation import trading_enabled
 from execution.selectors import account_name_for, equity_now, last_close
 from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
@@ -164,6 +165,10 @@ def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime
                      reference_price: Decimal | None = None) -> None:
     """Send an executed-outcome decision to the broker unless it expired; record why when nothing was placed."""
     account = account or execution.account_ensure(name=account_name_for(decision.instrument.data_source))
+    enabled, why = trading_enabled(account)
+    if not enabled:  # a venue account trades only after a clean (or acknowledged) start-up reconciliation
+        _not_placed(decision, f"not executed: {why}", now, Decision.Outcome.SKIPPED)
+        return
     if router.is_expired(decision.expires_at, now):
         _not_placed(decision, f"expired at {decision.expires_at:%Y-%m-%d %H:%M} UTC; not executed", now,
                     Decision.Outcome.EXPIRED)

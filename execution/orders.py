@@ -24,6 +24,7 @@ from decisions.models import AuditRecord, Decision
 from decisions.selectors import trading_config_get
 from execution.brokers.base import (Broker, DuplicateClientId, ExecutionReport, FillReport, OrderNotFound,
                                     UnknownOutcome, VenueOrder)
+from execution.crashpoints import crash_point
 from execution.models import Account, Fill, Order
 from execution.oms import OrderIntent, OrderRejected
 from execution.order_states import (IllegalTransition, OrderState, OutcomeQueries, UnknownOutcomeAction,
@@ -102,6 +103,7 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) 
             "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
         if created:
             added.append(fill.trade_id)
+            crash_point("fill.booked", order.leg)
     totals = order.fills.aggregate(quantity=Sum("quantity"))
     filled = totals["quantity"] or Decimal(0)
     if filled:
@@ -129,6 +131,7 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) 
                                  "filled_quantity": order.filled_quantity, "average_price": order.average_price,
                                  "reject_reason": order.reject_reason, "trade_ids": added})
         broadcast_on_commit("order", order_payload(order))
+        crash_point("order.saved", order.leg)
     return order
 
 
@@ -153,6 +156,7 @@ def order_apply_venue(*, order: Order, venue: VenueOrder, broker: Broker, now: d
 def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: datetime) -> Order:
     """Send a committed order once; an unknown outcome becomes a query, never a blind resend."""
     intent = intent_of(order)
+    crash_point("order.committed", order.leg)
     try:
         report = broker.submit(intent, reference_price=reference_price, ts_ms=_ms(now),
                                tick_size=order.instrument.tick_size)
@@ -169,6 +173,7 @@ def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: d
         report = ExecutionReport(order.client_order_id, "rejected", reason=str(exc))
         order_apply_report(order=order, report=report, now=now)
         raise
+    crash_point("order.replied", order.leg)
     return order_apply_report(order=order, report=report, now=now)
 
 

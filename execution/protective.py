@@ -21,6 +21,7 @@ from django.db import transaction
 from dashboard.events import broadcast_on_commit
 from decisions.risk.sizing import round_to_step
 from execution.brokers.base import Broker, OrderNotFound, VenueOrder, WouldTriggerImmediately
+from execution.crashpoints import crash_point
 from execution.models import Order, Position
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.orders import audit_order, order_place
@@ -56,6 +57,7 @@ def _place(position: Position, intent: OrderIntent, broker: Broker, now: datetim
 def protection_place(*, position: Position, broker: Broker, now: datetime,
                      tp_order_style: str = "take_profit_market") -> list[Order]:
     """Place the position's stop and its unfilled take-profits on the venue; close at once if the stop is past."""
+    crash_point("protect.before_stop")
     placed = []
     try:
         placed.append(_place(position, _intent(position, "sl", "stop_market", position.quantity,

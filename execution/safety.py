@@ -119,6 +119,8 @@ def kill_switch(*, account: Account, broker: Broker, actor: str, now: datetime, 
     """Hold SAFE and paused, cancel every order of ours on the venue and close every position at market."""
     _hold_safe(actor=actor, now=now, reason=reason)
     report = KillReport()
+    if getattr(broker, "simulates_exits", False):
+        return _paper_flatten(account=account, broker=broker, now=now, report=report)
     for order in broker.open_orders():
         if not is_ours(order.client_order_id):
             continue
@@ -137,6 +139,23 @@ def kill_switch(*, account: Account, broker: Broker, actor: str, now: datetime, 
             report.errors.append(f"flatten position {position.pk}: {exc}")
     logger.critical("kill switch by %s on %s: %d orders cancelled, %d positions flattened, %d errors", actor,
                     account.name, len(report.cancelled), len(report.flattened), len(report.errors))
+    return report
+
+
+def _paper_flatten(*, account: Account, broker, now: datetime, report: KillReport) -> KillReport:
+    """Close paper positions at the last closed price (the paper broker holds no resting orders)."""
+    from execution.brokers.paper import LadderExit
+    from execution.selectors import last_close
+    from execution.services import position_reduce
+
+    for position in Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"):
+        price = last_close(instrument=position.instrument, now=now)
+        if price is None:
+            report.errors.append(f"position {position.pk}: no closed candle to price the exit")
+            continue
+        position_reduce(position=position, broker=broker, exit_=LadderExit("exit", "stop", price[0], position.quantity),
+                        now=now)
+        report.flattened.append(position.pk)
     return report
 
 

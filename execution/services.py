@@ -11,6 +11,7 @@ from django.db.models import F
 
 from dashboard.events import broadcast_on_commit
 from decisions.models import Decision, TradingConfig
+from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
 from execution.brokers.paper import LadderExit, LadderPosition, PaperBroker, Target, ladder_step, position_pnl
 from execution.models import Account, EquityPoint, Order, Position
@@ -37,8 +38,9 @@ def account_ensure(*, name: str = "paper") -> Account:
 def broker_for(account: Account, config: TradingConfig) -> Broker:
     """Return the broker that executes for `account`."""
     if account.broker != Account.Broker.PAPER:
-        # Testnet and live arrive with the execution engine; refuse rather than pretend.
-        raise NotImplementedError(f"broker {account.broker!r} is not available yet; use paper")
+        from execution.venues import venue_broker  # ccxt and the keys load only for venue accounts
+
+        return venue_broker(account)
     return PaperBroker(taker_fee_fraction=config.taker_fee_fraction, slippage_bps=config.slippage_bps)
 
 
@@ -91,7 +93,8 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     if not getattr(broker, "simulates_exits", False):
         # On a venue the stop and targets are resting orders: place them now; the execution loop
         # verifies the stop within seconds and flattens the position if it is missing.
-        protection_place(position=position, broker=broker, now=now)
+        protection_place(position=position, broker=broker, now=now,
+                         tp_order_style=trading_config_get().tp_order_style)
     return position
 
 

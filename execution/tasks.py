@@ -10,3 +10,10 @@ def execution_run_all() -> str:
     if engine_owns_clock():
         return "skipped: the replay/simulation engine owns the clock"
     return cycle_run(now=timezone.now().replace(second=0, microsecond=0), decide=False).equity_usdt
+
+
+def reconcile_all() -> str:
+    """Reconcile every venue account with its exchange (the engine loop also does it every 30 s)."""
+    from execution.reconciliation import reconcile_accounts
+
+    return "; ".join(str(run) for run in reconcile_accounts(now=timezone.now())) or "no venue accounts"

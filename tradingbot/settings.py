@@ -162,6 +162,9 @@ EXCHANGE_API_URL = env("EXCHANGE_API_URL", default="")
 CANDLE_UPDATE_TIMEFRAMES = env.list("CANDLE_UPDATE_TIMEFRAMES", default=["1m", "5m", "15m", "1h"])
 EXCHANGE_API_KEY = env("EXCHANGE_API_KEY", default="")
 EXCHANGE_API_SECRET = env("EXCHANGE_API_SECRET", default="")
+# Fernet key(s) encrypting the exchange keys stored on accounts (execution/secrets.py); comma-separated,
+# the first encrypts. Empty = derived from SECRET_KEY, which then must never rotate (docs/OPERATIONS.md).
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 LIVE_TRADING_CONFIRMED = env.bool("LIVE_TRADING_CONFIRMED", default=False)
 PAPER_STARTING_EQUITY_USDT = env("PAPER_STARTING_EQUITY_USDT", default="10000")
 # Data source for run_bot: auto (exchange, else replay, else simulated) | exchange | replay | simulated
@@ -181,8 +184,18 @@ REST_FRAMEWORK = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Known exchange keys and secrets, credential fields and request signatures become [redacted]
+    # before a handler writes the record: ccxt logs its request headers (X-MBX-APIKEY) at DEBUG.
+    "filters": {"redact_secrets": {"()": "tradingbot.log_filters.RedactSecretsFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO"), "filters": ["redact_secrets"]},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's default handlers (a DEBUG-only console, mail_admins) would see a record before the
+        # filtered console; "django" propagates to root instead, which prints each record once.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

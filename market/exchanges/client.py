@@ -1,7 +1,7 @@
 """ccxt client factory (which exchange, where its API lives, timeouts, keys) and bounded retries."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -19,6 +19,9 @@ class ClientOptions:
     api_url: str = ""  # scheme://host[:port] replacing every API host, e.g. the local test emulator
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     with_keys: bool = False  # public market data needs no keys; leave them out of such clients
+    api_key: str = field(default="", repr=False)     # an account's own keys; empty: the environment's
+    api_secret: str = field(default="", repr=False)
+    demo_trading: bool = False  # Binance Demo Trading (the futures testnet): ccxt switches every host
 
 
 def rebase_urls(urls: dict | str, api_url: str) -> dict | str:
@@ -39,10 +42,13 @@ def exchange_client(options: ClientOptions) -> ccxt.Exchange:
     config = {"enableRateLimit": True, "timeout": options.timeout_ms}
     if options.with_keys:
         # Keys come only from settings (the environment) and are never logged or echoed.
-        config.update(apiKey=settings.EXCHANGE_API_KEY, secret=settings.EXCHANGE_API_SECRET)
+        config.update(apiKey=options.api_key or settings.EXCHANGE_API_KEY,
+                      secret=options.api_secret or settings.EXCHANGE_API_SECRET)
         # With keys ccxt would also call the spot wallet's currency list, which futures keys need not reach.
         config["options"] = {"fetchCurrencies": False}
     client = exchange_class(config)
+    if options.demo_trading and not options.api_url:
+        client.enable_demo_trading(True)
     if options.api_url:
         client.urls["api"] = rebase_urls(client.urls["api"], options.api_url)
         linear = client.exceptions.get("linear", {}).get("exact") if isinstance(client.exceptions, dict) else None

@@ -11,6 +11,8 @@ def schedules_ensure() -> list[str]:
         "analytics: snapshot and flow": ("decisions.tasks.analytics_run_all", min(5, settings.DECISION_INTERVAL_MINUTES)),
         "decisions: analyse and decide": ("decisions.tasks.decisions_run_all", settings.DECISION_INTERVAL_MINUTES),
         "execution: exits, equity and reconciliation": ("execution.tasks.execution_run_all", 1),
+        # A safety net: run_execution reconciles venue accounts every 30 s while it runs.
+        "execution: reconcile venue accounts": ("execution.tasks.reconcile_all", 1),
     }
     for name, (func, minutes) in wanted.items():
         Schedule.objects.update_or_create(
