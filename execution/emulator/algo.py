@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from execution.emulator import errors, events, ledger
-from execution.emulator.matching import Engine
+from execution.emulator.matching import Engine, position_side_for
 from execution.emulator.params import AlgoRequest, OrderRequest
 from execution.emulator.state import AlgoOrder, Order
 from execution.emulator.symbols import spec_for
@@ -90,15 +90,7 @@ class AlgoBook:
         return algo
 
     def _position_side(self, request: AlgoRequest) -> str:
-        if self.state.dual_side:
-            if request.position_side not in ("LONG", "SHORT"):
-                raise errors.position_side_mismatch()
-            if request.reduce_only:
-                raise errors.parameter_not_required("reduceOnly")
-            return request.position_side
-        if request.position_side not in (None, "BOTH"):
-            raise errors.position_side_mismatch()
-        return "BOTH"
+        return position_side_for(self.state.dual_side, request.position_side, request.reduce_only)
 
     def _check_client_id(self, client_algo_id: str | None) -> None:
         if client_algo_id is None:

@@ -101,15 +101,7 @@ class Engine:
         return order
 
     def _position_side(self, request: OrderRequest) -> str:
-        if self.state.dual_side:
-            if request.position_side not in ("LONG", "SHORT"):
-                raise errors.position_side_mismatch()
-            if request.reduce_only:
-                raise errors.parameter_not_required("reduceOnly")
-            return request.position_side
-        if request.position_side not in (None, "BOTH"):
-            raise errors.position_side_mismatch()
-        return "BOTH"
+        return position_side_for(self.state.dual_side, request.position_side, request.reduce_only)
 
     def _is_reducing(self, side: str, position_side: str, reduce_only: bool) -> bool:
         closes_leg = (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
@@ -239,3 +231,16 @@ class Engine:
         """Cancel every open normal order of `symbol`."""
         for order in self.open_orders(symbol):
             self.finish(order, "CANCELED", now_ms)
+
+
+def position_side_for(dual_side: bool, position_side: str | None, reduce_only: bool) -> str:
+    """Return the position side an order or algo order works on; raise Binance's error for a bad combination."""
+    if dual_side:
+        if position_side not in ("LONG", "SHORT"):
+            raise errors.position_side_mismatch()
+        if reduce_only:  # hedge mode closes by side, not by reduceOnly
+            raise errors.parameter_not_required("reduceOnly")
+        return position_side
+    if position_side not in (None, "BOTH"):
+        raise errors.position_side_mismatch()
+    return "BOTH"

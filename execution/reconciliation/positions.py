@@ -25,6 +25,7 @@ from execution.models import Fill, Order, Position
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.order_states import OrderState
 from execution.orders import audit_order, order_apply_venue, order_place
+from execution.protective import position_flatten
 from execution.reconcile import Action
 from execution.reconciliation.context import Context, Outcome
 from execution.reconciliation.views import position_exit_side
@@ -148,10 +149,13 @@ def _place_exit(ctx: Context, position: Position, leg: str, type_: str, quantity
         order, sent = order_place(account=ctx.account, instrument=instrument, intent=intent, broker=ctx.broker,
                                   reference_price=reference, now=ctx.now, decision=position.decision)
     except WouldTriggerImmediately as exc:
-        # The price is through the level already: the position needs closing, which is the operator's call here.
-        logger.critical("position %s: %s %s refused, price already past %s: %s", position.pk, leg, type_,
-                        intent.trigger_price, exc)
-        broadcast_on_commit("alert", {"level": "critical", "position": position.pk, "instrument": str(instrument),
+        if leg == "sl":  # the price is through the stop already: a naked position closes now
+            position_flatten(position=position, broker=ctx.broker, now=ctx.now,
+                             reason=f"reconciliation could not restore the stop at {intent.trigger_price}: {exc}")
+            return Outcome("applied", f"stop at {intent.trigger_price} would trigger immediately: position flattened")
+        logger.warning("position %s: %s at %s refused, price already past it: %s", position.pk, leg,
+                       intent.trigger_price, exc)
+        broadcast_on_commit("alert", {"level": "warning", "position": position.pk, "instrument": str(instrument),
                                       "message": f"reconciliation could not restore {leg}: price past "
                                                  f"{intent.trigger_price}"})
         return Outcome("refused", f"{leg} at {intent.trigger_price} would trigger immediately: {exc}")

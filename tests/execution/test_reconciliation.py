@@ -197,6 +197,18 @@ def test_reconciliation_run_naked_position_gets_its_stop_and_next_run_is_clean(v
     assert again.clean
 
 
+def test_reconciliation_run_naked_position_below_its_stop_is_flattened(venue):
+    _long(venue, stop=False)
+    venue.emulator.set_price("BTCUSDT", STOP - 100)
+
+    run = _run(venue)
+
+    assert _outcomes(run) == [("restore_stop", "applied")]
+    assert "position flattened" in run.actions[0]["note"]
+    assert venue.broker.positions() == []
+    assert Order.objects.get(leg="exit").reduce_only and Order.objects.get(leg="sl").status == "rejected"
+
+
 def test_reconciliation_run_repeated_restore_reuses_the_unresolved_stop(venue):
     _long(venue, stop=False)
     venue.emulator.timeout_before_apply("/fapi/v1/algoOrder", stall_s=2.0, method="POST", times=10)

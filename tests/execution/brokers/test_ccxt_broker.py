@@ -24,21 +24,6 @@ SL = intent("sl", "stop_market", "sell", trigger_price=D("58000"), reduce_only=T
 BAN_UNTIL_MS = NOW_MS + 120_000
 
 
-@pytest.fixture
-def venue() -> FakeVenue:
-    return FakeVenue()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def broker(venue, sleeps) -> CcxtBroker:
-    return CcxtBroker(binance_client(venue), clock_ms=lambda: NOW_MS, sleep=sleeps.append)
-
-
 # -- replies to port values ---------------------------------------------------------------------------
 
 def test_submit_market_filled_reports_fills_with_fees(broker, venue):

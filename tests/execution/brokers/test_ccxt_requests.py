@@ -167,21 +167,6 @@ def binance_client(venue: FakeVenue) -> ccxt.Exchange:
     return client
 
 
-@pytest.fixture
-def venue() -> FakeVenue:
-    return FakeVenue()
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def broker(venue, sleeps) -> CcxtBroker:
-    return CcxtBroker(binance_client(venue), clock_ms=lambda: NOW_MS, sleep=sleeps.append)
-
-
 def intent(leg="entry", type_="market", side="buy", quantity="0.010", **extra) -> OrderIntent:
     return OrderIntent("0123456789abcdef0123", leg, "BTC/USDT:USDT", side, type_, D(quantity), **extra)
 
