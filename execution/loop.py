@@ -1,7 +1,8 @@
 """The execution loop: a long-running worker ticking every 1-3 s for one venue account.
 
 Each tick: renew the engine lease (the dead man's switch: a second engine cannot start while it is
-renewed, and a crashed engine's lease lapses), resolve orders of unknown outcome or lost, verify
+renewed, and a crashed engine's lease lapses), apply the user data stream's updates (or poll REST
+per symbol every 5 s while the stream is stale), resolve orders of unknown outcome or lost, verify
 that every open position has its exchange stop (placing protection for a position that has none,
 flattening one whose stop is still missing after the grace period), and reconcile with the venue
 every `reconcile_every`. The clock and the sleep are passed in, so tests tick it by hand.
@@ -18,6 +19,7 @@ from execution.models import Account, Order, Position
 from execution.orders import order_resolve, orders_unresolved
 from execution.protective import protection_place, stop_verify
 from execution.safety import engine_lease_acquire, engine_lease_release, engine_lease_renew
+from execution.stream.applier import StreamApplier, StreamTick
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class TickReport:
     verified: dict[int, str] = field(default_factory=dict)     # position id -> verification status
     reconciled: bool = False
     errors: list[str] = field(default_factory=list)
+    stream: StreamTick | None = None
 
 
 class LeaseLost(RuntimeError):
@@ -43,6 +46,7 @@ class ExecutionLoop:
     reconcile: Callable[..., object] | None = None    # reconciliation_run(account=, broker=, now=, trigger=)
     reconcile_every: timedelta = timedelta(seconds=30)
     last_reconciled: datetime | None = None
+    stream: StreamApplier | None = None     # the user data stream's updates; polls REST while it is stale
 
     def start(self, now: datetime) -> None:
         """Take the engine lease and reconcile once before the first tick (raise if another engine runs)."""
@@ -56,6 +60,9 @@ class ExecutionLoop:
         if not engine_lease_renew(account=self.account, holder=self.holder, now=now):
             raise LeaseLost(f"engine lease of {self.account.name} taken over; {self.holder} stops")
         report = TickReport(now)
+        if self.stream is not None:
+            report.stream = self.stream.tick(now)
+            report.errors += report.stream.errors
         for order in orders_unresolved(account=self.account):
             report.resolved += self._guard(report, f"order {order.client_order_id}",
                                            lambda o=order: order_resolve(order=o, broker=self.broker, now=now))

@@ -10,7 +10,8 @@ from execution.locks import holder_id
 from execution.loop import ExecutionLoop, LeaseLost
 from execution.models import Account
 from execution.safety import EngineAlreadyRunning, Expectations, StartupCheckFailed, shutdown, startup_check
-from execution.venues import VenueNotConfigured, venue_broker
+from execution.stream.applier import StreamApplier
+from execution.venues import VenueNotConfigured, venue_broker, venue_user_stream
 
 
 class Command(BaseCommand):
@@ -43,11 +44,15 @@ class Command(BaseCommand):
                 raise CommandError(f"start-up check failed: {exc}") from None
         from execution.reconciliation import reconciliation_run  # the shell that applies reconcile()
 
-        loop = ExecutionLoop(account, broker, holder_id(), reconcile=reconciliation_run)
+        applier = StreamApplier(account=account, broker=broker)
+        loop = ExecutionLoop(account, broker, holder_id(), reconcile=reconciliation_run, stream=applier)
         try:
             loop.start(timezone.now())
         except EngineAlreadyRunning as exc:
             raise CommandError(str(exc)) from None
+        # Without a user stream (venues other than Binance USD-M) the applier polls REST every 5 s.
+        user_stream = (venue_user_stream(account, on_update=applier.enqueue).start()
+                       if account.exchange_id == "binanceusdm" else None)
         stopping = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopping.append(True))
@@ -63,6 +68,8 @@ class Command(BaseCommand):
         except LeaseLost as exc:
             raise CommandError(str(exc)) from None
         finally:
+            if user_stream is not None:
+                user_stream.stop()
             if stopping:
                 shutdown(account=account, broker=broker, now=timezone.now(), flatten=config.shutdown_flatten)
             loop.stop()
