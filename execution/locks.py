@@ -25,6 +25,32 @@ def holder_id() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{threading.get_ident() % 100000}:{uuid.uuid4().hex[:6]}"
 
 
+def _holder_dead(holder: str) -> bool:
+    """Return True when `holder` names a process of this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:24] or not pid.isdigit():
+        return False  # another machine's process: only its lease expiry frees it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def leases_release_dead(*, account: Account) -> int:
+    """Free the symbol leases of `account` held by processes of this host that died; return how many.
+
+    The engine calls this at start: a process killed mid-action would otherwise keep its symbols
+    locked until the lease expires, and the restarted engine could not repair them meanwhile.
+    """
+    dead = [lock.pk for lock in ExecutionLock.objects.filter(account=account).exclude(holder="")
+            if _holder_dead(lock.holder)]
+    return ExecutionLock.objects.filter(pk__in=dead).update(holder="", expires_at=None) if dead else 0
+
+
 def lease_acquire(*, account: Account, instrument: Instrument, holder: str, now: datetime,
                   ttl: timedelta = DEFAULT_TTL) -> bool:
     """Take the lease when it is free, expired or already ours; return whether it is ours now."""

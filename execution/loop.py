@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from execution.brokers.base import Broker, BrokerError
+from execution.locks import leases_release_dead
 from execution.models import Account, Order, Position
 from execution.orders import order_resolve, orders_unresolved
 from execution.protective import protection_place, stop_verify
@@ -51,6 +52,7 @@ class ExecutionLoop:
     def start(self, now: datetime) -> None:
         """Take the engine lease and reconcile once before the first tick (raise if another engine runs)."""
         engine_lease_acquire(account=self.account, holder=self.holder, now=now)
+        leases_release_dead(account=self.account)
         if self.reconcile is not None:
             self.reconcile(account=self.account, broker=self.broker, now=now, trigger="startup")
             self.last_reconciled = now
@@ -63,7 +65,7 @@ class ExecutionLoop:
         if self.stream is not None:
             report.stream = self.stream.tick(now)
             report.errors += report.stream.errors
-        for order in orders_unresolved(account=self.account):
+        for order in orders_unresolved(account=self.account, now=now):
             report.resolved += self._guard(report, f"order {order.client_order_id}",
                                            lambda o=order: order_resolve(order=o, broker=self.broker, now=now))
         for position in Position.objects.filter(account=self.account, status=Position.Status.OPEN):

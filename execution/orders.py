@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from analytics.services import ms_to_datetime
 from dashboard.events import broadcast_on_commit
@@ -229,10 +229,21 @@ def _resend(*, order: Order, broker: Broker, now: datetime) -> Order:
                       now=now)
 
 
-def orders_unresolved(*, account: Account) -> list[Order]:
-    """Return the account's orders whose venue state the books do not know (unknown or lost)."""
-    return list(Order.objects.filter(account=account, status__in=[OrderState.UNKNOWN, OrderState.LOST])
-                .select_related("instrument").order_by("created_at"))
+SUBMIT_STALE = timedelta(seconds=5)
+
+
+def orders_unresolved(*, account: Account, now: datetime | None = None) -> list[Order]:
+    """Return the account's orders whose venue state the books do not know.
+
+    Unknown and lost orders, and (given `now`) orders still `submitted` 5 s after they were last
+    touched: a process that died between committing an order and sending it, or before reading
+    the reply, leaves them so. Querying them resolves both cases (found: its state; not found three
+    times: the one resend with the same client id).
+    """
+    stuck = Q(status__in=[OrderState.UNKNOWN, OrderState.LOST])
+    if now is not None:
+        stuck |= Q(status=OrderState.SUBMITTED, updated_at__lte=now - SUBMIT_STALE)
+    return list(Order.objects.filter(stuck, account=account).select_related("instrument").order_by("created_at"))
 
 
 def order_place(*, account: Account, instrument: Instrument, intent: OrderIntent, broker: Broker,

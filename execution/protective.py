@@ -91,7 +91,12 @@ def _venue_stops(position: Position, broker: Broker) -> list[VenueOrder]:
 
 
 def stop_verify(*, position: Position, broker: Broker, now: datetime) -> Verification:
-    """Check that the venue holds exactly one active stop of the position's size; flatten if not, past 5 s."""
+    """Check that the venue holds an active stop covering the position; flatten if not, past 5 s.
+
+    The right stop is one reduce-only stop of exactly the position's size; duplicates are cancelled.
+    A larger reduce-only stop still protects (it cannot close more than the position) and passes
+    with "resize due". A smaller one, or none, past the grace period means the position is closed.
+    """
     position.refresh_from_db()
     if position.status != Position.Status.OPEN or position.quantity <= 0:
         return Verification("flat", "position closed")
@@ -101,6 +106,12 @@ def stop_verify(*, position: Position, broker: Broker, now: datetime) -> Verific
         for extra in (s for s in stops if s is not right[0]):  # a duplicate or stale stop: cancel it
             _cancel_quietly(broker, extra)
         return Verification("ok", f"stop {right[0].client_order_id} for {position.quantity}")
+    covering = [s for s in stops if s.quantity - s.filled > position.quantity]
+    if covering:
+        # A larger reduce-only stop (left from before a partial exit) still closes the whole position
+        # and no more: protected. Reconciliation resizes it; flattening here would be the worse error.
+        return Verification("ok", f"stop {covering[0].client_order_id} of {covering[0].quantity - covering[0].filled} "
+                                  f"covers {position.quantity} (resize due)")
     sizes = ", ".join(str(s.quantity - s.filled) for s in stops) or "none"
     if now - position.opened_at < STOP_GRACE:
         return Verification("waiting", f"no stop of {position.quantity} yet (venue has {sizes})")

@@ -81,3 +81,26 @@ def test_lease_many_threads_racing_exactly_one_wins():
         results = list(pool.map(attempt, range(24)))
 
     assert results.count(True) == 1
+
+
+def test_leases_release_dead_frees_only_leases_of_dead_local_processes(account_and_instrument):
+    import socket
+    import subprocess
+    import sys
+
+    from execution.locks import leases_release_dead
+    from execution.models import ExecutionLock
+    from market.services import instrument_ensure
+
+    account, btc = account_and_instrument
+    eth = instrument_ensure(exchange="binanceusdm", exchange_symbol="ETHUSDT", market_type="swap")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()[:24]
+    lease_acquire(account=account, instrument=btc, holder=f"{host}:{gone.stdout.strip()}:1:dead01", now=NOW)
+    lease_acquire(account=account, instrument=eth, holder=f"other-host:{gone.stdout.strip()}:1:far001", now=NOW)
+
+    released = leases_release_dead(account=account)
+
+    assert released == 1
+    assert dict(ExecutionLock.objects.values_list("instrument__exchange_symbol", "holder")) == {
+        "BTCUSDT": "", "ETHUSDT": f"other-host:{gone.stdout.strip()}:1:far001"}

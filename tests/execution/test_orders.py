@@ -189,3 +189,20 @@ def test_order_place_hundred_concurrent_identical_submissions_make_one_venue_ord
 
     assert sent.count(True) == 1
     assert venue.sends == 1 and len(venue.orders) == 1 and Order.objects.count() == 1
+
+
+def test_orders_unresolved_includes_submitted_orders_left_by_a_crash_after_five_seconds(setup):
+    account, instrument = setup
+    from execution.orders import order_create_pending
+
+    order, _ = order_create_pending(account=account, instrument=instrument, intent=_intent(instrument),
+                                    decision=None, now=NOW)  # committed, never sent (the process died)
+
+    early = orders_unresolved(account=account, now=NOW + timedelta(seconds=4))
+    late = orders_unresolved(account=account, now=NOW + timedelta(seconds=5))
+    venue = ScriptedVenue()
+    for seconds in (5, 7, 9):  # three misses, two seconds apart: never acknowledged -> one send
+        order = order_resolve(order=order, broker=venue, now=NOW + timedelta(seconds=seconds))
+
+    assert (early, late) == ([], [order])
+    assert order.status == "filled" and venue.sends == 1

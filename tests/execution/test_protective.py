@@ -104,3 +104,14 @@ def test_protection_stop_already_past_the_price_closes_the_position_now(long_pos
     assert broker.positions() == []
     assert Order.objects.get(leg="sl").status == "rejected"
     assert Order.objects.get(leg="exit").status == "filled"
+
+
+def test_stop_verify_accepts_a_larger_stop_left_from_before_a_partial_exit(long_position):
+    _, broker, position = long_position
+    protection_place(position=position, broker=broker, now=NOW)
+    Position.objects.filter(pk=position.pk).update(quantity=D("0.006"))  # TP1 closed 0.004 on the books
+
+    result = stop_verify(position=position, broker=broker, now=NOW + timedelta(seconds=10))
+
+    assert result.status == "ok" and "resize due" in result.detail
+    assert [p.quantity for p in broker.positions()] == [D("0.010")]  # nothing was flattened
