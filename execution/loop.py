@@ -65,16 +65,21 @@ class ExecutionLoop:
         if self.stream is not None:
             report.stream = self.stream.tick(now)
             report.errors += report.stream.errors
+        moved = False
         for order in orders_unresolved(account=self.account, now=now):
+            before = order.status
             report.resolved += self._guard(report, f"order {order.client_order_id}",
                                            lambda o=order: order_resolve(order=o, broker=self.broker, now=now))
-        for position in Position.objects.filter(account=self.account, status=Position.Status.OPEN):
-            self._guard(report, f"position {position.pk}", lambda p=position: self._protect(p, now, report))
-        due = self.last_reconciled is None or now - self.last_reconciled >= self.reconcile_every
+            moved |= order.status != before
+        # An order that just resolved (found filled, or resent) changes positions the books only learn
+        # from reconciliation: run it now, before the protection round, rather than up to 30 s later.
+        due = moved or self.last_reconciled is None or now - self.last_reconciled >= self.reconcile_every
         if self.reconcile is not None and due:
             self._guard(report, "reconciliation", lambda: self.reconcile(account=self.account, broker=self.broker,
                                                                         now=now, trigger="periodic"))
             self.last_reconciled, report.reconciled = now, True
+        for position in Position.objects.filter(account=self.account, status=Position.Status.OPEN):
+            self._guard(report, f"position {position.pk}", lambda p=position: self._protect(p, now, report))
         return report
 
     def _protect(self, position: Position, now: datetime, report: TickReport) -> int:

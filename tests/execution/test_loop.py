@@ -72,7 +72,7 @@ def test_loop_reconciles_every_thirty_seconds(loop):
 
 
 def test_loop_resolves_an_order_of_unknown_outcome(loop):
-    emulator, engine, _ = loop
+    emulator, engine, calls = loop
     engine.start(NOW)
     emulator.timeout_before_apply("/fapi/v1/order", stall_s=3.0, method="POST")
     engine.broker.exchange.timeout = 1_000
@@ -86,6 +86,8 @@ def test_loop_resolves_an_order_of_unknown_outcome(loop):
 
     order.refresh_from_db()
     assert before == "unknown" and [r.resolved for r in reports] == [1, 1]
+    # The resend filled at the 4 s tick: reconciliation ran in that tick, not 30 s later.
+    assert [r.reconciled for r in reports] == [False, True] and calls == ["startup", "periodic"]
     assert order.status == "filled" and order.resent_at is not None
     assert [p.quantity for p in engine.broker.positions()] == [D("0.010")]
 
