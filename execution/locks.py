@@ -25,7 +25,7 @@ def holder_id() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{threading.get_ident() % 100000}:{uuid.uuid4().hex[:6]}"
 
 
-def _holder_dead(holder: str) -> bool:
+def holder_dead(holder: str) -> bool:
     """Return True when `holder` names a process of this host that no longer exists."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
@@ -47,7 +47,7 @@ def leases_release_dead(*, account: Account) -> int:
     locked until the lease expires, and the restarted engine could not repair them meanwhile.
     """
     dead = [lock.pk for lock in ExecutionLock.objects.filter(account=account).exclude(holder="")
-            if _holder_dead(lock.holder)]
+            if holder_dead(lock.holder)]
     return ExecutionLock.objects.filter(pk__in=dead).update(holder="", expires_at=None) if dead else 0
 
 

@@ -21,6 +21,7 @@ from dashboard.events import broadcast_on_commit
 from decisions.audit_services import audit_append
 from decisions.models import AuditRecord, Mode, TradingConfig
 from execution.brokers.base import Broker, BrokerError, OrderNotFound
+from execution.locks import holder_dead
 from execution.models import Account, EngineLease, Position
 from execution.oms import is_ours
 from execution.protective import position_flatten, stop_verify
@@ -41,6 +42,9 @@ def engine_lease_acquire(*, account: Account, holder: str, now: datetime, ttl: t
     """Take the account's engine lease or raise EngineAlreadyRunning naming the holder."""
     lease, _ = EngineLease.objects.get_or_create(account=account)
     free = Q(holder="") | Q(expires_at__lt=now) | Q(holder=holder)
+    if lease.holder and holder_dead(lease.holder):
+        # The last engine of this host died (kill -9, power cut): restart at once, not after its TTL.
+        free |= Q(holder=lease.holder)
     taken = EngineLease.objects.filter(free, pk=lease.pk).update(holder=holder, started_at=now, heartbeat_at=now,
                                                                  expires_at=now + ttl)
     if not taken:

@@ -151,7 +151,7 @@ def code_version() -> dict:
     """Return the commit the trials run and the files changed since (the engine is read from this tree)."""
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=BASE_DIR, capture_output=True, text=True, timeout=30)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
     return {"commit": git("rev-parse", "--short", "HEAD"), "changed": [line[3:] for line in changed]}
@@ -160,12 +160,12 @@ def code_version() -> dict:
 def matrix_run(*, trials: int, seed: int, points=POINTS, flows=FLOWS, workers: int = 1, keep: bool = False,
                per_process_holder: bool = False, on_result: Callable[[dict], None] | None = None) -> dict:
     """Run `trials` trials of the matrix and return the report: how it ran, the summary and each trial."""
-    started_at, started = datetime.now(UTC), time.perf_counter()
+    started_at, started, code = datetime.now(UTC), time.perf_counter(), code_version()
     specs = trial_specs(trials, seed, points, flows, per_process_holder=per_process_holder)
     results = trials_run(specs, workers=workers, keep=keep, on_result=on_result)
     holder = " --per-process-holder" if per_process_holder else ""
     return {"command": f"manage.py crash_trials --trials {trials} --seed {seed} --points {','.join(points)} "
                        f"--flows {','.join(flows)} --workers {workers}{holder}",
-            "date": started_at.isoformat(timespec="seconds"), "machine": machine(), "code": code_version(),
+            "date": started_at.isoformat(timespec="seconds"), "machine": machine(), "code": code,
             "duration_s": round(time.perf_counter() - started, 1), "summary": summary(results),
             "results": [compact(r) for r in results]}

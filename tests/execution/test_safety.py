@@ -104,3 +104,18 @@ def test_kill_switch_cancels_ours_flattens_and_holds_safe(account, broker):
     assert (config.mode, config.paused) == ("SAFE", True)
     assert AuditRecord.objects.filter(kind="mode_change", actor="alice").exists()
     assert audit_verify().ok
+
+
+def test_engine_lease_of_a_dead_engine_on_this_host_is_taken_over_at_once(account):
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{socket.gethostname()[:24]}:{gone.stdout.strip()}:1:dead01"
+    engine_lease_acquire(account=account, holder=dead, now=NOW)
+
+    engine_lease_acquire(account=account, holder="engine-new", now=NOW + timedelta(seconds=1))
+
+    with pytest.raises(EngineAlreadyRunning, match="engine-new"):
+        engine_lease_acquire(account=account, holder="engine-third", now=NOW + timedelta(seconds=2))
