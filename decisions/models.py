@@ -229,8 +229,32 @@ class TradingConfig(models.Model):
         help_text="the price that triggers the exchange-side stop")
     shutdown_flatten = models.BooleanField(
         default=False, help_text="on a graceful shutdown close every position; off: leave them with verified stops")
+    # Entries: market, or a post-only limit that chases the price and may fall back to market.
+    entry_order_type = models.CharField(
+        max_length=6, default="market", choices=[("market", "market"), ("limit", "limit with chase")],
+        help_text="limit: a post-only order at the best price on our side, re-priced while the price moves")
+    entry_chase_interval_seconds = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1)], help_text="re-price a resting entry this often")
+    entry_chase_max_reprices = models.PositiveSmallIntegerField(
+        default=3, help_text="after this many re-prices the entry falls back to market or is given up")
+    entry_chase_max_drift_bps = models.DecimalField(
+        max_digits=7, decimal_places=2, default=Decimal("15"), validators=[MinValueValidator(Decimal("0"))],
+        help_text="never chase (or fall back to market) further than this from the decision's entry price")
+    entry_market_fallback = models.BooleanField(
+        default=True, help_text="when the chase ends unfilled, take the rest at market if the price is within "
+                                "the drift limit and the decision's entry zone; off: give the rest up")
+    # The paper broker's model of the venue.
+    maker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0002"))
     taker_fee_fraction = models.DecimalField(max_digits=8, decimal_places=6, default=Decimal("0.0004"))
     slippage_bps = models.DecimalField(max_digits=8, decimal_places=3, default=Decimal("1"))
+    paper_fill_participation = models.DecimalField(
+        max_digits=4, decimal_places=3, default=Decimal("0.1"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("1"))],
+        help_text="paper limit orders fill at most this share of a bar's volume traded through their price")
+    maintenance_margin_fraction = models.DecimalField(
+        max_digits=6, decimal_places=5, default=Decimal("0.004"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.5"))],
+        help_text="paper liquidation: the position is liquidated when its margin falls to this share of notional")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

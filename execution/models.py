@@ -148,7 +148,10 @@ class Position(models.Model):
     exit_price = models.DecimalField(**MONEY, null=True, blank=True)
     exit_reason = models.CharField(max_length=16, blank=True)
     fees_usdt = models.DecimalField(**MONEY, default=0)
-    realized_pnl_usdt = models.DecimalField(**MONEY, default=0, help_text="after fees")
+    realized_pnl_usdt = models.DecimalField(**MONEY, default=0, help_text="after fees and funding")
+    funding_usdt = models.DecimalField(**MONEY, default=0, help_text="funding paid (-) or received (+)")
+    liquidation_price = models.DecimalField(**MONEY, null=True, blank=True,
+                                            help_text="where the venue (or the paper model) liquidates it")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "open_key"], name="uniq_open_position")]
@@ -157,6 +160,32 @@ class Position(models.Model):
 
     def __str__(self):
         return f"{self.side} {self.quantity} {self.instrument} ({self.status})"
+
+
+class FundingPayment(models.Model):
+    """One funding settlement of a position: paid (amount < 0) or received (amount > 0), in USDT."""
+
+    class Source(models.TextChoices):
+        PAPER = "paper", "paper model (stored funding rates)"
+        VENUE = "venue", "venue income history"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="funding_payments")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="funding_payments")
+    position = models.ForeignKey("Position", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="funding_payments")
+    ts = models.DateTimeField(help_text="funding time (00:00, 08:00, 16:00 UTC on Binance)")
+    rate = models.DecimalField(max_digits=16, decimal_places=10, null=True, blank=True)
+    amount_usdt = models.DecimalField(**MONEY)
+    source = models.CharField(max_length=5, choices=Source.choices)
+    venue_id = models.CharField(max_length=64, blank=True, help_text="the venue's income id (tranId)")
+
+    class Meta:
+        # One settlement per account, instrument and funding time: a repeated job books nothing twice.
+        constraints = [models.UniqueConstraint(fields=["account", "instrument", "ts"], name="uniq_funding_settlement")]
+        ordering = ["-ts"]
+
+    def __str__(self):
+        return f"{self.instrument} {self.ts:%Y-%m-%d %H:%M} {self.amount_usdt}"
 
 
 class EquityPoint(models.Model):
