@@ -1,7 +1,7 @@
 """Dashboard pages and their JSON and CSV endpoints."""
 from django.urls import path
 
-from dashboard import views, views_decisions, views_inputs
+from dashboard import views, views_decisions, views_inputs, views_reconciliation
 
 app_name = "dashboard"
 
@@ -17,6 +17,10 @@ urlpatterns = [
     path("decisions/<int:pk>/snooze/", views_decisions.decision_snooze, name="decision-snooze"),
     path("decisions/overrides/", views_decisions.override_create, name="override-create"),
     path("decisions/overrides/<int:pk>/revoke/", views_decisions.override_revoke, name="override-revoke"),
+    path("reconciliation/", views_reconciliation.reconciliations, name="reconciliations"),
+    path("reconciliation/<int:pk>/", views_reconciliation.reconciliation, name="reconciliation"),
+    path("reconciliation/<int:pk>/acknowledge/", views_reconciliation.reconciliation_acknowledge,
+         name="reconciliation-acknowledge"),
     path("inputs/", views_inputs.inputs, name="inputs"),
     path("inputs/sentiment/", views_inputs.sentiment_add, name="inputs-sentiment"),
     path("inputs/uploads/<int:pk>/original", views_inputs.upload_original, name="inputs-original"),

@@ -198,17 +198,24 @@ def _refused(request, pk: int, exc: Exception):
     return _back(request)
 
 
+def _act(request, pk: int, action, **kwargs):
+    """Run one approval action on decision `pk`; return (row, None), or (None, the refusal's response)."""
+    try:
+        return action(decision_id=pk, actor=_actor(request), now=timezone.now(), **kwargs), None
+    except Decision.DoesNotExist:
+        raise Http404(f"no decision {pk}") from None
+    except approvals.ApprovalRefused as exc:
+        return None, _refused(request, pk, exc)
+
+
 @login_required
 @require_POST
 @staff_required
 def decision_approve(request, pk: int):
     """Approve a pending decision: it executes now if the gates and its entry zone still allow."""
-    try:
-        row = approvals.decision_approve(decision_id=pk, actor=_actor(request), now=timezone.now())
-    except Decision.DoesNotExist:
-        raise Http404(f"no decision {pk}") from None
-    except approvals.ApprovalRefused as exc:
-        return _refused(request, pk, exc)
+    row, refused = _act(request, pk, approvals.decision_approve)
+    if refused:
+        return refused
     if row.outcome == Decision.Outcome.EXECUTED:
         messages.success(request, f"Decision {pk} approved and executed: {row.orders.count()} order(s) placed.")
     else:
@@ -225,13 +232,9 @@ def decision_reject(request, pk: int):
     form = RejectForm(request.POST)
     if not form.is_valid():
         return _refused(request, pk, f"note: {' '.join(form.errors.get('note', []))}")
-    try:
-        approvals.decision_reject(decision_id=pk, actor=_actor(request), now=timezone.now(),
-                                  note=form.cleaned_data["note"])
-    except Decision.DoesNotExist:
-        raise Http404(f"no decision {pk}") from None
-    except approvals.ApprovalRefused as exc:
-        return _refused(request, pk, exc)
+    _, refused = _act(request, pk, approvals.decision_reject, note=form.cleaned_data["note"])
+    if refused:
+        return refused
     messages.success(request, f"Decision {pk} rejected.")
     return _back(request)
 
@@ -244,13 +247,9 @@ def decision_snooze(request, pk: int):
     form = SnoozeForm(request.POST)
     if not form.is_valid():
         return _refused(request, pk, f"minutes: {' '.join(form.errors.get('minutes', []))}")
-    try:
-        row = approvals.decision_snooze(decision_id=pk, actor=_actor(request), now=timezone.now(),
-                                        minutes=form.cleaned_data["minutes"])
-    except Decision.DoesNotExist:
-        raise Http404(f"no decision {pk}") from None
-    except approvals.ApprovalRefused as exc:
-        return _refused(request, pk, exc)
+    row, refused = _act(request, pk, approvals.decision_snooze, minutes=form.cleaned_data["minutes"])
+    if refused:
+        return refused
     messages.success(request, f"Decision {pk} snoozed until {row.snoozed_until:%Y-%m-%d %H:%M} UTC.")
     return _back(request)
 

@@ -177,11 +177,13 @@ def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime
         position = execution.position_open(decision=decision, account=account,
                                            broker=execution.broker_for(account, config), now=now,
                                            reference_price=reference_price,
-                                           trail_atr_multiple=config.trail_atr_multiple)
+                                           trail_atr_multiple=config.trail_atr_multiple,
+                                           order_type=config.entry_order_type)
     except OrderRejected as exc:
         position = None
         decision.reason = f"order rejected: {exc}"[:255]
-    if position is None:
+    # A resting limit entry is working, not skipped: the execution loop chases it and opens the position.
+    if position is None and not execution.entry_working(decision, account):
         _not_placed(decision, decision.reason, now, Decision.Outcome.SKIPPED)
 
 

@@ -10,7 +10,8 @@ from dashboard.events import broadcast_on_commit
 from decisions.selectors import trading_config_get
 from decisions.services import decision_run
 from execution.selectors import last_close
-from execution.services import account_ensure, broker_for, equity_record, positions_check_exits
+from execution.paper_venue import paper_funding_apply
+from execution.services import account_ensure, broker_for, equity_record, paper_entries_work, positions_check_exits
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
     for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):
         # A venue's resting stop and targets close positions there; only paper simulates them per bar.
         simulated = getattr(broker, "simulates_exits", False)
+        if simulated:   # resting paper entries fill on the bars since they were placed, then chase
+            paper_entries_work(account=account, broker=broker, instrument=instrument, now=now, config=config)
         if simulated and positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
                                                breakeven_after_tp1=config.breakeven_after_tp1) is not None:
             exits += 1
@@ -53,5 +56,7 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
         if price is not None:
             broadcast_on_commit("price", {"instrument_id": instrument.pk, "instrument": str(instrument),
                                               "price": on_tick(price[0], instrument.tick_size), "ts": price[1]})
+    if getattr(broker, "simulates_exits", False):
+        paper_funding_apply(account=account, now=now)     # settlements the bars did not reach (late rates)
     point = equity_record(account=account, now=now)
     return CycleResult(decisions, exits, str(point.equity_usdt))

@@ -55,6 +55,7 @@ class Order(models.Model):
     class Type(models.TextChoices):
         MARKET = "market"
         LIMIT = "limit"
+        LIMIT_MAKER = "limit_maker", "limit (post-only)"
         STOP_MARKET = "stop_market"
         TAKE_PROFIT = "take_profit"
         TAKE_PROFIT_MARKET = "take_profit_market"

@@ -5,6 +5,7 @@ The order state machine lives in execution.order_states and is re-exported here.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from execution.order_states import (LIVE_STATES, TERMINAL_STATES, TRANSITIONS, V
 __all__ = ["CLIENT_ID_PATTERN", "CLIENT_ID_PREFIX", "LIVE_STATES", "TERMINAL_STATES", "TRANSITIONS", "VENUE_STATES",
            "IllegalTransition", "OrderIntent", "OrderRejected", "OrderState", "OutcomeQueries", "Precision",
            "UnknownOutcomeAction", "UnknownOutcomePolicy", "VenueStateChange", "apply_precision",
-           "apply_venue_state", "client_order_id", "is_ours", "make_intent_id", "split_client_order_id",
+           "apply_venue_state", "client_order_id", "compact_client_id", "expand_client_id", "is_ours",
+           "make_intent_id", "split_client_order_id",
            "transition"]
 
 # Binance: newClientOrderId must match ^[.A-Z:/a-z0-9_-]{1,36}$.
@@ -60,6 +62,30 @@ def client_order_id(intent_id: str, leg: str) -> str:
     if not CLIENT_ID_PATTERN.match(cid):
         raise ValueError(f"client order id {cid!r} does not match {CLIENT_ID_PATTERN.pattern}")
     return cid
+
+
+# Venues with shorter client ids (Gate: 28 characters with its "t-") get the intent's 80 bits in
+# base64url instead of hex: "tb." + 14 characters + "." + leg, at most 26 characters; "." cannot
+# occur in the base64url alphabet, so the compact form is recognised and expanded back exactly.
+_COMPACT = re.compile(r"^tb\.([A-Za-z0-9_-]{14})\.([A-Za-z0-9_]{1,8})$")
+
+
+def compact_client_id(client_order_id: str) -> str:
+    """Return the short form of one of our client ids `tb-<20 hex>-<leg>`; other ids are returned unchanged."""
+    split = split_client_order_id(client_order_id)
+    if split is None or not re.fullmatch(r"[0-9a-f]{20}", split[0]):
+        return client_order_id
+    packed = base64.urlsafe_b64encode(bytes.fromhex(split[0])).decode().rstrip("=")
+    return f"tb.{packed}.{split[1]}"
+
+
+def expand_client_id(venue_client_id: str) -> str:
+    """Return our client id from its short form; any other id unchanged."""
+    match = _COMPACT.match(venue_client_id)
+    if match is None:
+        return venue_client_id
+    intent = base64.urlsafe_b64decode(match.group(1) + "==").hex()
+    return f"{CLIENT_ID_PREFIX}{intent}-{match.group(2)}"
 
 
 def is_ours(client_order_id: str) -> bool:
@@ -105,7 +131,7 @@ def apply_precision(intent: OrderIntent, precision: Precision, reference_price: 
     # Reduce-only exits may be small: the venue waives the minimum for them.
     if not intent.reduce_only and notional < precision.min_notional:
         raise OrderRejected(f"notional {notional:.2f} USDT below the minimum {precision.min_notional} USDT")
-    if intent.type == "limit" and price is not None:
+    if intent.type in ("limit", "limit_maker") and price is not None:
         _check_percent_price(intent.side, price, mark_price or reference_price, precision)
     return OrderIntent(intent.intent_id, intent.leg, intent.symbol, intent.side, intent.type,
                        quantity, price, trigger, intent.reduce_only)

@@ -69,7 +69,7 @@ def order_create_pending(*, account: Account, instrument: Instrument, intent: Or
                 client_order_id=intent.client_order_id, intent_id=intent.intent_id, leg=intent.leg,
                 side=intent.side, type=intent.type, quantity=intent.quantity, price=intent.price,
                 trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
-                conditional=intent.type not in ("market", "limit"),
+                conditional=intent.type not in ("market", "limit", "limit_maker"),
                 status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
                 config_version=trading_config_get().version,
             )
@@ -225,8 +225,12 @@ def _resend(*, order: Order, broker: Broker, now: datetime) -> Order:
         _move(order, OrderState.SUBMITTED, now)
         order.save()
         audit_order(order, now, {"action": "resend_same_id"})
-    return order_send(order=order, broker=broker, reference_price=order.price or order.trigger_price or Decimal(0),
-                      now=now)
+    try:
+        return order_send(order=order, broker=broker,
+                          reference_price=order.price or order.trigger_price or Decimal(0), now=now)
+    except OrderRejected:   # recorded on the order by order_send; the caller goes on with the next one
+        order.refresh_from_db()
+        return order
 
 
 SUBMIT_STALE = timedelta(seconds=5)

@@ -73,7 +73,7 @@ class OurPosition:
 @dataclass(frozen=True, slots=True)
 class OurView:
     orders: tuple[OurOrder, ...] = ()
-    booked_trade_ids: frozenset[str] = frozenset()
+    booked_trade_ids: frozenset[tuple[str, str]] = frozenset()   # (venue symbol, trade id): ids are per symbol
     positions: tuple[OurPosition, ...] = ()
     wallet_usdt: Decimal | None = None
 
@@ -200,11 +200,12 @@ def _sort_key(item: tuple[Difference, Action | None]) -> tuple:
 
 
 def _unique_fills(venue: VenueView) -> _Fills:
-    # A trade can be listed twice (overlapping pages, two queries): the trade id is the key.
-    unique: dict[str, tuple[str, FillReport]] = {}
+    # A trade can be listed twice (overlapping pages, two queries); trade ids are unique per symbol only,
+    # so the key is the symbol and the trade id.
+    unique: dict[tuple[str, str], tuple[str, FillReport]] = {}
     for batch in venue.fills:
         for fill in batch.fills:
-            unique.setdefault(fill.trade_id, (batch.symbol, fill))
+            unique.setdefault((batch.symbol, fill.trade_id), (batch.symbol, fill))
     return sorted(unique.values(), key=lambda sf: (sf[1].ts_ms, sf[1].trade_id))
 
 
@@ -212,12 +213,12 @@ def _missing_fills(ours: OurView, fills: _Fills) -> _Found:
     return [(Difference(DifferenceKind.MISSING_FILL, fill.trade_id, "", f"{fill.quantity}@{fill.price}",
                         fill.client_order_id),
              Action(ActionKind.BOOK_FILL, symbol, fill.client_order_id, fill=fill))
-            for symbol, fill in fills if fill.trade_id not in ours.booked_trade_ids]
+            for symbol, fill in fills if (symbol, fill.trade_id) not in ours.booked_trade_ids]
 
 
 def _unbooked_qty(ours: OurView, fills: _Fills, client_order_id: str) -> Decimal:
-    return sum((f.quantity for _, f in fills
-                if f.client_order_id == client_order_id and f.trade_id not in ours.booked_trade_ids), Decimal(0))
+    return sum((f.quantity for s, f in fills
+                if f.client_order_id == client_order_id and (s, f.trade_id) not in ours.booked_trade_ids), Decimal(0))
 
 
 def _order_states(ours: OurView, venue: VenueView, fills: _Fills) -> _Found:
@@ -274,7 +275,7 @@ def _external_orders(ours: OurView, venue: VenueView, fills: _Fills) -> _Found:
                              conditional=listed.conditional, venue_order=listed, detail=origin)))
     # A finished order shows only in the trades: adopt it from them (the shell may fetch it by id).
     for symbol, fill in fills:
-        if fill.client_order_id in known or fill.trade_id in ours.booked_trade_ids:
+        if fill.client_order_id in known or (symbol, fill.trade_id) in ours.booked_trade_ids:
             continue
         known.add(fill.client_order_id)
         quantity = _unbooked_qty(ours, fills, fill.client_order_id)
@@ -312,7 +313,7 @@ def _positions(ours: OurView, venue: VenueView, fills: _Fills) -> _Found:
 
 
 def _position_cause(ours: OurView, venue: VenueView, fills: _Fills, symbol: str) -> str:
-    unbooked = [f.client_order_id for s, f in fills if s == symbol and f.trade_id not in ours.booked_trade_ids]
+    unbooked = [f.client_order_id for s, f in fills if s == symbol and (s, f.trade_id) not in ours.booked_trade_ids]
     listed = [v.client_order_id for v in venue.orders if v.symbol == symbol and v.filled > 0]
     origins = sorted({external_origin(cid) for cid in unbooked + listed} - {"ours"})
     if origins:

@@ -22,7 +22,7 @@ from decisions.audit_services import audit_append
 from decisions.models import AuditRecord, Mode, TradingConfig
 from execution.brokers.base import Broker, BrokerError, OrderNotFound
 from execution.locks import holder_dead
-from execution.models import Account, EngineLease, Position
+from execution.models import Account, EngineLease, Order, Position
 from execution.oms import is_ours
 from execution.protective import position_flatten, stop_verify
 
@@ -147,11 +147,19 @@ def kill_switch(*, account: Account, broker: Broker, actor: str, now: datetime, 
 
 
 def _paper_flatten(*, account: Account, broker, now: datetime, report: KillReport) -> KillReport:
-    """Close paper positions at the last closed price (the paper broker holds no resting orders)."""
+    """Cancel the paper venue's resting orders, then close paper positions at the last closed price."""
     from execution.brokers.paper import LadderExit
+    from execution.orders import order_apply_venue
     from execution.selectors import last_close
     from execution.services import position_reduce
 
+    for order in Order.objects.filter(account=account, status__in=("accepted", "partially_filled")):
+        try:
+            order_apply_venue(order=order, venue=broker.cancel(order.client_order_id, order.instrument.symbol),
+                              broker=broker, now=now)
+            report.cancelled.append(order.client_order_id)
+        except BrokerError as exc:
+            report.errors.append(f"cancel {order.client_order_id}: {exc}")
     for position in Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"):
         price = last_close(instrument=position.instrument, now=now)
         if price is None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -13,17 +13,21 @@ from dashboard.events import broadcast_on_commit
 from decisions.models import Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
-from execution.brokers.paper import LadderExit, LadderPosition, PaperBroker, Target, ladder_step, position_pnl
-from execution.models import Account, EquityPoint, Order, Position
+from execution.brokers.paper import LadderExit, LadderPosition, Target, ladder_step, position_pnl
+from execution.brokers.paper_model import liquidation_clearance_fee
+from execution.models import Account, EquityPoint, Position
 from execution.orders import audit_order as _audit_order
 from execution.orders import order_apply_report, order_create_pending, order_send  # noqa: F401  (re-exported)
-from execution.oms import OrderIntent, Precision, apply_precision, make_intent_id
+from execution.entries import entries_to_sync, entries_work, entry_position_sync, entry_submit, entry_working
+from execution.paper_venue import (PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match,
+                                   position_liquidation_price)
+from execution.oms import OrderIntent, make_intent_id
 from execution.protective import protection_place
-from execution.selectors import equity_now, position_get_open, unrealized_pnl
-from market.models import Candle, Instrument
-from market.timeframes import timeframe_ms
+from execution.selectors import equity_now, last_close, position_get_open, unrealized_pnl
+from market.models import Instrument
 
 logger = logging.getLogger(__name__)
+FUNDING_PERIOD_MS = 8 * 3_600_000      # Binance settles funding at 00:00, 08:00 and 16:00 UTC
 
 
 def account_ensure(*, name: str = "paper") -> Account:
@@ -41,61 +45,62 @@ def broker_for(account: Account, config: TradingConfig) -> Broker:
         from execution.venues import venue_broker  # ccxt and the keys load only for venue accounts
 
         return venue_broker(account)
-    return PaperBroker(taker_fee_fraction=config.taker_fee_fraction, slippage_bps=config.slippage_bps)
-
-
-def _precision(instrument: Instrument) -> Precision:
-    return Precision(instrument.tick_size, instrument.step_size, instrument.min_notional)
-
-
-def _trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
-    """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
-    if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
-        return None
-    return (multiple * Decimal(repr(decision.snapshot.atr))).quantize(decision.instrument.tick_size)
+    return PaperVenue(account, config)
 
 
 def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime,
-                  reference_price: Decimal | None = None, trail_atr_multiple: Decimal | None = None) -> Position | None:
-    """Enter the decision's trade at market and open the position with its stop, ladder and trail.
+                  reference_price: Decimal | None = None, trail_atr_multiple: Decimal | None = None,
+                  order_type: str = "market") -> Position | None:
+    """Enter the decision's trade and open the position with its stop, ladder and trail.
 
     `reference_price` is the market price to fill against (an approval comes later than the
-    decision's close); it defaults to the decision's entry price.
+    decision's close); it defaults to the decision's entry price. A market entry opens the position
+    from its fills at once; a limit entry ("limit") rests and returns None: the execution loop
+    chases it and opens the position at its first fill (`execution.entries`).
     """
-    instrument = decision.instrument
-    side = "buy" if decision.action == "LONG" else "sell"
-    intent = OrderIntent(make_intent_id(account.name, instrument.pk, decision.timeframe, decision.as_of.isoformat()),
-                         "entry", instrument.symbol, side, "market", decision.quantity)
-    intent = apply_precision(intent, _precision(instrument), decision.entry_price)
-    order, created = order_create_pending(account=account, instrument=instrument, intent=intent,
-                                          decision=decision, now=now)
-    if not created:
-        logger.info("intent %s already sent; not sending again", intent.client_order_id)
-        return Position.objects.filter(decision=decision).first()
-    order = order_send(order=order, broker=broker, reference_price=reference_price or decision.entry_price, now=now)
-    with transaction.atomic():
-        if order.status != Order.Status.FILLED:
-            return None
-        fee = sum((f.fee_usdt for f in order.fills.all()), Decimal(0))
-        targets = decision.take_profits or [{"price": str(decision.target_price), "share": "1"}]
-        position = Position.objects.create(
-            account=account, instrument=instrument, decision=decision, side=decision.action,
-            open_key=instrument.pk, quantity=order.filled_quantity, initial_quantity=order.filled_quantity,
-            entry_price=order.average_price, stop_price=decision.stop_price, target_price=decision.target_price,
-            take_profits=[{**t, "filled": False} for t in targets], opened_at=now, fees_usdt=fee,
-            trail_distance=_trail_distance(decision, trail_atr_multiple),
-            realized_pnl_usdt=-fee,
-        )
-        # F(): another cycle may have booked a close since `account` was read.
-        Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
-        account.refresh_from_db()
-        broadcast_on_commit("position", position_payload(position))
-    if not getattr(broker, "simulates_exits", False):
+    order = entry_submit(decision=decision, account=account, broker=broker, now=now,
+                         reference_price=reference_price or decision.entry_price, order_type=order_type)
+    position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
+                                  trail_atr_multiple=trail_atr_multiple)
+    if position is None:
+        return None
+    if change and not getattr(broker, "simulates_exits", False):
         # On a venue the stop and targets are resting orders: place them now; the execution loop
         # verifies the stop within seconds and flattens the position if it is missing.
         protection_place(position=position, broker=broker, now=now,
                          tp_order_style=trading_config_get().tp_order_style)
+    elif not change:
+        logger.info("entry %s of decision %s already booked as position %s", order.client_order_id, decision.pk,
+                    position.pk)
     return position
+
+
+def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: datetime,
+               trail_atr_multiple: Decimal | None = None) -> tuple[Position | None, str]:
+    """Open or grow the decision's position from its entry fills; a paper one gets its liquidation price."""
+    position, change = entry_position_sync(decision=decision, account=account, now=now,
+                                           trail_atr_multiple=trail_atr_multiple)
+    if change and getattr(broker, "simulates_exits", False):
+        position.liquidation_price = position_liquidation_price(position, account, trading_config_get())
+        position.save(update_fields=["liquidation_price"])
+    return position, change
+
+
+def paper_entries_work(*, account: Account, broker: Broker, instrument: Instrument, now: datetime,
+                       config: TradingConfig) -> None:
+    """Fill resting paper entries on the bars since they were placed, open their positions, chase the rest."""
+    for order in paper_orders_match(account=account, instrument=instrument, now=now):
+        if order.decision is not None and order.leg.startswith("entry"):
+            entry_sync(decision=order.decision, account=account, broker=broker, now=now,
+                       trail_atr_multiple=config.trail_atr_multiple)
+    def price_of(instr: Instrument) -> Decimal | None:
+        close = last_close(instrument=instr, now=now)
+        return close[0] if close else None
+    entries_work(account=account, broker=broker, now=now, price_of=price_of, config=config, instrument=instrument)
+    for decision in entries_to_sync(account):
+        if decision.instrument_id == instrument.pk:
+            entry_sync(decision=decision, account=account, broker=broker, now=now,
+                       trail_atr_multiple=config.trail_atr_multiple)
 
 
 def position_payload(position: Position) -> dict:
@@ -107,19 +112,6 @@ def position_payload(position: Position) -> dict:
             "exit_reason": position.exit_reason, "realized_pnl_usdt": position.realized_pnl_usdt}
 
 
-def _exit_bars(position: Position, since: datetime, now: datetime):
-    """Return the finest stored bars opened at or after `since` (after, once checked) and closed by `now`."""
-    strictly_after = position.exits_checked_until is not None
-    for timeframe in ("1m", "3m", "5m", "15m", "30m", "1h"):
-        step = timedelta(milliseconds=timeframe_ms(timeframe))
-        start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
-        bars = Candle.objects.filter(instrument=position.instrument, timeframe=timeframe,
-                                     open_time__lte=now - step, **start)
-        if bars.exists():
-            return list(bars.order_by("open_time").values_list("open_time", "open", "high", "low"))
-    return []
-
-
 def _ladder(position: Position) -> LadderPosition:
     targets = tuple(Target(Decimal(str(t["price"])), Decimal(str(t["share"])), bool(t.get("filled")))
                     for t in position.take_profits) or (Target(position.target_price, Decimal(1)),)
@@ -128,7 +120,7 @@ def _ladder(position: Position) -> LadderPosition:
                           position.best_price)
 
 
-def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperBroker,
+def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperVenue,
                           now: datetime, breakeven_after_tp1: bool = True) -> Position | None:
     """Walk the closed bars since entry: fill the stop or each take-profit the bars reached."""
     position = position_get_open(account=account, instrument=instrument)
@@ -136,9 +128,16 @@ def positions_check_exits(*, account: Account, instrument: Instrument, broker: P
         return None
     ladder = _ladder(position)
     since = position.exits_checked_until or position.opened_at
-    for open_time, bar_open, bar_high, bar_low in _exit_bars(position, since, now):
+    working_type = trading_config_get().stop_working_type
+    for open_time, bar_open, bar_high, bar_low, trigger_high, trigger_low in paper_exit_bars(
+            position=position, since=since, now=now, working_type=working_type):
+        if open_time > position.opened_at and int(open_time.timestamp() * 1000) % FUNDING_PERIOD_MS == 0:
+            # Funding settles at the bar's open, before anything the bar does (the position held then).
+            paper_funding_settle(position=position, at=open_time)
         exits, ladder = ladder_step(ladder, bar_open, bar_high, bar_low, instrument.step_size,
-                                    breakeven_after_first=breakeven_after_tp1, tick_size=instrument.tick_size)
+                                    breakeven_after_first=breakeven_after_tp1, tick_size=instrument.tick_size,
+                                    trigger_high=trigger_high, trigger_low=trigger_low,
+                                    liquidation_price=position.liquidation_price)
         when = max(open_time, position.opened_at)
         for exit_ in exits:
             position = position_reduce(position=position, broker=broker, exit_=exit_, now=when)
@@ -153,7 +152,7 @@ def positions_check_exits(*, account: Account, instrument: Instrument, broker: P
     return position if position.status == Position.Status.CLOSED else None
 
 
-def position_reduce(*, position: Position, broker: PaperBroker, exit_: LadderExit, now: datetime) -> Position:
+def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit, now: datetime) -> Position:
     """Close `exit_.quantity` of the position reduce-only and book its PnL; close it when nothing is left."""
     side = "sell" if position.side == "LONG" else "buy"
     intent = OrderIntent(make_intent_id("exit", position.pk), exit_.leg, position.instrument.symbol, side,
@@ -172,10 +171,17 @@ def position_reduce(*, position: Position, broker: PaperBroker, exit_: LadderExi
         position.quantity -= order.filled_quantity
         position.fees_usdt += exit_fee
         position.realized_pnl_usdt += gross - exit_fee
+        if exit_.reason == "liquidation":
+            # The venue keeps the rest of the isolated margin as its clearance fee.
+            clearance = liquidation_clearance_fee(order.filled_quantity, order.average_price,
+                                                  trading_config_get().maintenance_margin_fraction)
+            exit_fee += clearance
+            position.fees_usdt += clearance
+            position.realized_pnl_usdt -= clearance
         position.exit_price, position.exit_reason = order.average_price, exit_.leg
         if position.quantity <= 0:
             position.status, position.open_key, position.closed_at = Position.Status.CLOSED, None, now
-            position.exit_reason = "stop" if exit_.reason == "stop" else "target"
+            position.exit_reason = {"stop": "stop", "liquidation": "liquidation"}.get(exit_.reason, "target")
         position.save()
         Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + gross - exit_fee)
         _audit_order(order, now, {"action": "position_closed" if position.status == Position.Status.CLOSED
@@ -200,5 +206,5 @@ def equity_record(*, account: Account, now: datetime) -> EquityPoint:
     return point
 
 
-__all__ = ["account_ensure", "broker_for", "position_open", "positions_check_exits", "position_reduce",
+__all__ = ["account_ensure", "broker_for", "entry_working", "position_open", "positions_check_exits", "position_reduce",
            "equity_record", "equity_now"]

@@ -17,3 +17,21 @@ def reconcile_all() -> str:
     from execution.reconciliation import reconcile_accounts
 
     return "; ".join(str(run) for run in reconcile_accounts(now=timezone.now())) or "no venue accounts"
+
+
+def _outcomes(outcomes: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {outcome}" for name, outcome in outcomes.items()) or "no venue accounts"
+
+
+def funding_sync_all() -> str:
+    """Book the funding payments the venue charged or paid each venue account."""
+    from execution.funding import funding_sync_accounts
+
+    return _outcomes(funding_sync_accounts(now=timezone.now()))
+
+
+def equity_snapshot_all() -> str:
+    """Record an equity point of each venue account from its wallet (execution_run_all records the paper one)."""
+    from execution.funding import equity_snapshot_accounts
+
+    return _outcomes(equity_snapshot_accounts(now=timezone.now().replace(second=0, microsecond=0)))

@@ -12,8 +12,8 @@ from typing import Protocol
 from execution.oms import OrderIntent, OrderRejected
 
 __all__ = ["Broker", "BrokerError", "DuplicateClientId", "ExchangeUnavailable", "ExecutionReport", "FillReport",
-           "IpBanned", "OrderNotFound", "OrderRejected", "RateLimited", "UnknownOutcome", "VenueBalance",
-           "VenueOrder", "VenuePosition", "WouldTriggerImmediately"]
+           "FundingReport", "IpBanned", "OrderNotFound", "OrderRejected", "RateLimited", "UnknownOutcome",
+           "VenueBalance", "VenueOrder", "VenuePosition", "WouldTriggerImmediately"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,17 @@ class VenuePosition:
     mark_price: Decimal | None = None
     unrealized_pnl_usdt: Decimal = Decimal(0)
     liquidation_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingReport:
+    """One funding settlement the venue booked to the account: paid (amount < 0) or received (amount > 0)."""
+
+    symbol: str                  # venue symbol, e.g. BTCUSDT
+    ts_ms: int                   # the funding time
+    amount_usdt: Decimal
+    rate: Decimal | None = None  # the funding rate, when the venue says (Binance's income history does not)
+    venue_id: str = ""           # the venue's id of the booking (Binance's tranId)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,4 +158,8 @@ class Broker(Protocol):
 
     def balance(self) -> VenueBalance:
         """Return the USDT wallet."""
+        ...
+
+    def funding_payments(self, symbol: str | None, since_ms: int) -> list[FundingReport]:
+        """Return the funding the account paid or received since `since_ms` (every symbol when None), oldest first."""
         ...

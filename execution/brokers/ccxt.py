@@ -3,13 +3,13 @@
 Translation only: no paper branches, no decisions. Binance conditional orders (stop-market, take-profit)
 live in the Algo Order API since 2025-12-09: ccxt sends them to /fapi/v1/algoOrder when given
 stopLossPrice / takeProfitPrice, with the client id as clientAlgoId, and they are read or cancelled
-only with params {"trigger": True}. Venue errors become the base.py family; writes are never retried
-here, reads are retried with bounded backoff. RequestBudget keeps the request weight under Binance's limit.
+only with params {"trigger": True}. Venue errors become the base.py family (ccxt_errors); writes are never
+retried here, reads are retried with bounded backoff. RequestBudget (ccxt_budget) keeps the request weight
+under Binance's limit; ccxt_convert turns ccxt structures into port values.
 """
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,37 +17,22 @@ from decimal import Decimal
 
 import ccxt
 
-from execution.brokers.base import (BrokerError, DuplicateClientId, ExchangeUnavailable, ExecutionReport, FillReport,
-                                    IpBanned, OrderNotFound, RateLimited, UnknownOutcome, VenueBalance, VenueOrder,
-                                    VenuePosition, WouldTriggerImmediately)
+from execution.brokers.base import (BrokerError, ExchangeUnavailable, ExecutionReport, FillReport, FundingReport,
+                                    IpBanned, OrderNotFound, RateLimited, VenueBalance, VenueOrder, VenuePosition)
+from execution.brokers.ccxt_budget import WEIGHTS, RequestBudget
+from execution.brokers.ccxt_convert import (ALGO_STATES, ORDER_STATES, UNIFIED_STATES, _dec, algo_state,
+                                            fill_report, funding_report, order_args, order_state, strip_prefix,
+                                            venue_client_id, venue_order)
+from execution.brokers.ccxt_errors import describe, translate_error, venue_code
 from execution.oms import OrderIntent, OrderRejected
 
+# The names other modules import from here, wherever they now live.
+__all__ = ["ALGO_STATES", "DIALECTS", "FUNDING_PAGE", "ORDER_STATES", "UNIFIED_STATES", "WEIGHTS", "CcxtBroker",
+           "Dialect", "RequestBudget", "algo_state", "describe", "fill_report", "funding_report", "order_args",
+           "order_state", "strip_prefix", "translate_error", "venue_code", "venue_order"]
+
 logger = logging.getLogger(__name__)
-
-# Binance order status -> OrderState value.
-ORDER_STATES = {"NEW": "accepted", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled",
-                "CANCELED": "canceled", "PENDING_CANCEL": "pending_cancel", "REJECTED": "rejected",
-                "EXPIRED": "expired", "EXPIRED_IN_MATCH": "expired"}
-# Binance algo (conditional) status -> OrderState value. FINISHED means the triggered order is done
-# in the matching engine, filled or not: see algo_state().
-ALGO_STATES = {"NEW": "accepted", "TRIGGERING": "triggered", "TRIGGERED": "triggered", "FINISHED": "filled",
-               "CANCELED": "canceled", "REJECTED": "rejected", "EXPIRED": "expired"}
-# ccxt unified status -> OrderState value, for venues without a table of their own.
-UNIFIED_STATES = {"open": "accepted", "closed": "filled", "canceled": "canceled", "canceling": "pending_cancel",
-                  "expired": "expired", "rejected": "rejected"}
-
-# Request weights of the USD-M endpoints used (Binance docs), checked against the budget before sending.
-# Placing an order costs 0 IP weight (it counts against the order-rate limits); cancels and queries 1.
-WEIGHTS = {"order": 1, "open_orders": 1, "open_orders_all": 40, "positions": 5, "trades": 5, "balance": 5,
-           "algo_history": 5, "position_mode": 30, "leverage": 5, "margin_mode": 5, "setup": 1, "time": 1,
-           "markets": 1}
-
-CODE_PATTERN = re.compile(r'"code"\s*:\s*"?(-?\d+)')
-MESSAGE_PATTERN = re.compile(r'"msg"\s*:\s*"([^"]*)"')
-BAN_PATTERN = re.compile(r"banned until (\d{12,})")
-# ccxt raises 418/429 as DDoSProtection("<exchange id> <status> <reason> <body>").
-STATUS_PATTERN = re.compile(r"^\S+ (418|429)\b")
-DEFAULT_BAN_S = 120          # Binance's shortest ban, when the reply names no end
+FUNDING_PAGE = 1000         # Binance's most income rows a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,189 +43,17 @@ class Dialect:
     working_type_param: str = ""            # the order param choosing the trigger price (mark or last)
     client_id_prefix: str = ""              # the venue's mandatory client id prefix
     client_id_is_order_id: bool = False     # fetch and cancel take the client id in place of the order id
+    client_id_max_length: int | None = None  # longer ids go out in their short form (oms.compact_client_id)
     trades_order_param: str = ""            # the trade-list filter by order id, when the venue has one
 
 
 DIALECTS = {
     "binanceusdm": Dialect(conditional_orders=True, working_type_param="workingType", trades_order_param="orderId"),
     "bitget": Dialect(),
-    # Gate wants "t-" first; ccxt adds it only to ids not starting with "t", and ours start with "tb-".
-    "gate": Dialect(client_id_prefix="t-", client_id_is_order_id=True),
+    # Gate wants "t-" first (ccxt adds it only to ids not starting with "t", and ours start with "tb-")
+    # and at most 28 characters with it: ours (up to 32) go out in their 26-character short form.
+    "gate": Dialect(client_id_prefix="t-", client_id_is_order_id=True, client_id_max_length=28),
 }
-
-
-class RequestBudget:
-    """Binance's per-minute request weight, fed from X-MBX-USED-WEIGHT-1M; pure: time is passed in.
-
-    Reads stop at `read_fraction` of the limit; orders and cancels may use the rest, so protection
-    never queues behind polling. Retry-After (429) and a ban (418) hold every request.
-    """
-
-    def __init__(self, limit_per_minute: int = 2400, read_fraction: float = 0.8):
-        self.limit_per_minute = limit_per_minute
-        self.read_fraction = read_fraction
-        self.used_weight = 0
-        self.minute_start_ms = 0
-        self.resume_ms = 0
-        self.banned_until_ms = 0
-
-    def observe(self, used_weight: int, now_ms: int) -> None:
-        """Record the weight the venue says this minute has used."""
-        minute = now_ms - now_ms % 60_000
-        if minute != self.minute_start_ms or used_weight > self.used_weight:
-            self.used_weight = used_weight
-        self.minute_start_ms = minute
-
-    def hold(self, retry_after_s: float, now_ms: int) -> None:
-        """Send nothing for `retry_after_s` (a 429's Retry-After)."""
-        self.resume_ms = max(self.resume_ms, now_ms + int(retry_after_s * 1000))
-
-    def ban(self, until_ms: int) -> None:
-        """Send nothing until `until_ms` (a 418)."""
-        self.banned_until_ms = max(self.banned_until_ms, until_ms)
-
-    def delay_s(self, now_ms: int, weight: int = 1, *, write: bool = False) -> float:
-        """Return the seconds to wait before a request of `weight`; raise IpBanned during a ban."""
-        if now_ms < self.banned_until_ms:
-            raise IpBanned(f"IP banned until {self.banned_until_ms}", until_ms=self.banned_until_ms)
-        if now_ms < self.resume_ms:
-            return (self.resume_ms - now_ms) / 1000
-        minute = now_ms - now_ms % 60_000
-        used = self.used_weight if minute == self.minute_start_ms else 0
-        ceiling = self.limit_per_minute * (1.0 if write else self.read_fraction)
-        if used + weight <= ceiling:
-            return 0.0
-        return (minute + 60_000 - now_ms) / 1000
-
-
-def venue_code(exc: Exception) -> int | None:
-    """Return the Binance error code quoted in a ccxt error message, if any."""
-    match = CODE_PATTERN.search(str(exc))
-    return int(match.group(1)) if match else None
-
-
-def describe(exc: Exception) -> str:
-    """Return "<code> <msg>" from the venue's reply, or the ccxt message."""
-    code, message = venue_code(exc), MESSAGE_PATTERN.search(str(exc))
-    if code is not None and message:
-        return f"{code} {message.group(1)}"
-    return str(exc) or type(exc).__name__
-
-
-def translate_error(exc: Exception, *, write: bool, now_ms: int, retry_after_s: float | None = None) -> Exception:
-    """Return the base.py error for a ccxt error; `write` marks order placement and cancels."""
-    text, code = str(exc), venue_code(exc)
-    status = STATUS_PATTERN.match(text)
-    if (status and status.group(1) == "418") or BAN_PATTERN.search(text):
-        ban = BAN_PATTERN.search(text)
-        until_ms = int(ban.group(1)) if ban else now_ms + int((retry_after_s or DEFAULT_BAN_S) * 1000)
-        return IpBanned(describe(exc), until_ms=until_ms)
-    if status or code == -1003 or isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
-        return RateLimited(describe(exc), retry_after_s=retry_after_s if retry_after_s is not None else 1.0)
-    if code == -4116:
-        return DuplicateClientId(describe(exc))
-    # Codes only: ccxt also files -4140 and post-only refusals under OrderImmediatelyFillable.
-    if code in (-2021, -4142):
-        return WouldTriggerImmediately(describe(exc))
-    if code in (-2011, -2013) or isinstance(exc, ccxt.OrderNotFound):
-        return OrderNotFound(describe(exc))
-    # Timeouts, 5xx and -1007: Binance says the execution status is unknown, never a failure.
-    # Any other exception after a send (a parse error, say) leaves the outcome unknown too.
-    if code == -1007 or isinstance(exc, ccxt.OperationFailed) or not isinstance(exc, ccxt.BaseError):
-        return UnknownOutcome(describe(exc)) if write else ExchangeUnavailable(describe(exc))
-    return OrderRejected(describe(exc)) if write else BrokerError(describe(exc))
-
-
-def _dec(value) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    # repr() of a float is its shortest round-trip form: 0.1 stays "0.1".
-    return Decimal(repr(value) if isinstance(value, float) else str(value))
-
-
-def algo_state(info: Mapping) -> str:
-    """Return the OrderState of a Binance algo order; FINISHED with less than its quantity executed is canceled."""
-    status = ALGO_STATES.get(str(info.get("algoStatus")), "unknown")
-    executed, quantity = _dec(info.get("executedQty")), _dec(info.get("quantity"))
-    if status == "filled" and executed is not None and quantity and executed < quantity:
-        return "canceled"
-    return status
-
-
-def order_state(order: Mapping) -> str:
-    """Return the OrderState of a ccxt order, from Binance's own status when the venue is Binance."""
-    info = order.get("info") or {}
-    if "algoStatus" in info:
-        return algo_state(info)
-    if info.get("status") in ORDER_STATES:
-        return ORDER_STATES[info["status"]]
-    state = UNIFIED_STATES.get(order.get("status") or "", "unknown")
-    if state == "accepted" and (_dec(order.get("filled")) or 0) > 0:
-        return "partially_filled"
-    return state
-
-
-def strip_prefix(client_id: str, prefix: str) -> str:
-    """Return our client id from the venue's (Gate's carries "t-" in front)."""
-    return client_id[len(prefix):] if prefix and client_id.startswith(prefix) else client_id
-
-
-def venue_order(order: Mapping, market: Mapping, *, conditional: bool, client_id_prefix: str = "") -> VenueOrder:
-    """Return the VenueOrder for a ccxt order structure; quantities in base units."""
-    info = order.get("info") or {}
-    size = _dec(market.get("contractSize")) or Decimal(1)
-    raw_type = info.get("type") or info.get("orderType") or order.get("type") or ""
-    return VenueOrder(
-        client_order_id=strip_prefix(order.get("clientOrderId") or "", client_id_prefix),
-        exchange_order_id=str(order.get("id") or ""), symbol=market["id"],
-        side=order.get("side") or "", type=str(raw_type).lower(), status=order_state(order),
-        quantity=(_dec(order.get("amount")) or Decimal(0)) * size,
-        filled=(_dec(order.get("filled")) or Decimal(0)) * size,
-        average_price=_dec(order.get("average")) or None, price=_dec(order.get("price")) or None,
-        trigger_price=_dec(order.get("triggerPrice")) or None, reduce_only=bool(order.get("reduceOnly")),
-        conditional=conditional or "algoStatus" in info,
-        update_ms=int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0),
-    )
-
-
-def fill_report(trade: Mapping, market: Mapping, client_order_id: str = "") -> FillReport:
-    """Return the FillReport of a ccxt trade; the venue's realized PnL when it books one."""
-    size = _dec(market.get("contractSize")) or Decimal(1)
-    fee = trade.get("fee") or {}
-    realized = (trade.get("info") or {}).get("realizedPnl")
-    return FillReport(
-        client_order_id=client_order_id, trade_id=str(trade["id"]), ts_ms=int(trade["timestamp"]),
-        price=_dec(trade["price"]), quantity=_dec(trade["amount"]) * size,
-        fee_usdt=_dec(fee.get("cost")) or Decimal(0),
-        liquidity=trade.get("takerOrMaker") or "taker", exchange_order_id=str(trade.get("order") or ""),
-        realized_pnl_usdt=_dec(realized),
-    )
-
-
-def order_args(intent: OrderIntent, trigger_params: Mapping[str, str],
-               client_id_prefix: str = "") -> tuple[str, Decimal | None, dict]:
-    """Return ccxt's (type, price, params) for an intent; raise OrderRejected for a type it cannot send."""
-    params: dict = {"clientOrderId": client_id_prefix + intent.client_order_id}
-    if intent.reduce_only:
-        params["reduceOnly"] = True
-    if intent.type in ("limit", "limit_maker", "take_profit") and intent.price is None:
-        raise OrderRejected(f"{intent.type} order {intent.client_order_id} needs a price")
-    if intent.type == "market":
-        return "market", None, params
-    if intent.type == "limit":
-        return "limit", intent.price, params
-    if intent.type == "limit_maker":
-        return "limit", intent.price, params | {"postOnly": True}    # Binance GTX
-    if intent.trigger_price is None:
-        raise OrderRejected(f"{intent.type} order {intent.client_order_id} needs a trigger price")
-    trigger = str(intent.trigger_price)
-    if intent.type == "stop_market":
-        return "market", None, params | {"stopLossPrice": trigger} | dict(trigger_params)
-    if intent.type == "take_profit_market":
-        return "market", None, params | {"takeProfitPrice": trigger} | dict(trigger_params)
-    if intent.type == "take_profit":
-        return "limit", intent.price, params | {"takeProfitPrice": trigger} | dict(trigger_params)
-    raise OrderRejected(f"order type {intent.type!r} is not supported by the ccxt broker")
 
 
 def _wall_clock_ms() -> int:
@@ -278,7 +91,8 @@ class CcxtBroker:
         if conditional and not self.dialect.conditional_orders:
             raise OrderRejected(f"{self.exchange.id}: conditional orders are not supported by the ccxt broker")
         market = self._market(intent.symbol)
-        order_type, price, params = order_args(intent, self.trigger_params, self.dialect.client_id_prefix)
+        order_type, price, params = order_args(intent, self.trigger_params, self.dialect.client_id_prefix,
+                                               self.dialect.client_id_max_length)
         amount, price_text = self._amount(intent.quantity, market), None if price is None else str(price)
         # The reply is translated inside the write: a reply that cannot be read leaves the outcome unknown.
         venue = self._write(lambda: venue_order(
@@ -369,6 +183,36 @@ class CcxtBroker:
         usdt = raw.get("USDT") or {}
         return VenueBalance(_dec(usdt.get("total")) or Decimal(0), _dec(usdt.get("free")) or Decimal(0))
 
+    def funding_payments(self, symbol: str | None, since_ms: int) -> list[FundingReport]:
+        """Return the USDT funding booked since `since_ms` (every symbol when None), oldest first, each once.
+
+        Binance's income history (FUNDING_FEE rows of /fapi/v1/income) keeps three months and answers
+        at most FUNDING_PAGE rows a request; the next page starts at the last row's time, inclusive,
+        so rows sharing that instant are read again and kept once (by tranId).
+        """
+        unified = self._market(symbol)["symbol"] if symbol else None
+        found: dict[str, FundingReport] = {}
+        start_ms = since_ms
+        while True:
+            page = self._read(lambda: self.exchange.fetch_funding_history(unified, start_ms, FUNDING_PAGE),
+                              WEIGHTS["income"])
+            for income in page:
+                report = self._funding_of(income)
+                if report is not None:
+                    found.setdefault(report.venue_id or f"{report.symbol}:{report.ts_ms}", report)
+            last_ms = max((int(income["timestamp"]) for income in page), default=start_ms)
+            # A full page of one instant cannot advance: stop rather than ask for it forever.
+            if len(page) < FUNDING_PAGE or last_ms <= start_ms:
+                break
+            start_ms = last_ms
+        return sorted(found.values(), key=lambda report: (report.ts_ms, report.symbol, report.venue_id))
+
+    def _funding_of(self, income: Mapping) -> FundingReport | None:
+        if (income.get("code") or "USDT") != "USDT":
+            return None     # multi-assets mode books USDC-margined funding in USDC: not this wallet
+        market_id = (income.get("info") or {}).get("symbol") or self._market(income["symbol"])["id"]
+        return funding_report(income, market_id)
+
     # -- setup, for the startup assertions (idempotent, so retried like reads) ------------------
 
     def position_mode(self) -> str:
@@ -419,9 +263,19 @@ class CcxtBroker:
     def _id_args(self, client_order_id: str, conditional: bool) -> tuple[str, dict]:
         """Return ccxt's (id, params) naming an order by our client id."""
         params = {"trigger": True} if conditional else {}
+        venue_id = venue_client_id(client_order_id, self.dialect.client_id_prefix, self.dialect.client_id_max_length)
         if self.dialect.client_id_is_order_id:
-            return self.dialect.client_id_prefix + client_order_id, params
-        return "", params | {"clientOrderId": self.dialect.client_id_prefix + client_order_id}
+            return venue_id, params
+        return "", params | {"clientOrderId": venue_id}
+
+    def market_price(self, symbol: str) -> Decimal | None:
+        """Return the venue's last traded price of `symbol`: what the limit-entry chase prices from."""
+        market = self._market(symbol)
+        if self.exchange.has.get("fetchLastPrices"):
+            # Binance GET /fapi/v2/ticker/price (every symbol, weight 2: ccxt parses the list form only).
+            prices = self._read(lambda: self.exchange.fetch_last_prices([market["symbol"]]), WEIGHTS["price"])
+            return _dec((prices.get(market["symbol"]) or {}).get("price"))
+        return _dec(self._read(lambda: self.exchange.fetch_ticker(market["symbol"]), WEIGHTS["price"]).get("last"))
 
     def _market(self, symbol: str) -> dict:
         if not self.exchange.markets:
@@ -488,6 +342,18 @@ class CcxtBroker:
         raise AssertionError("unreachable: read_attempts must be >= 1")
 
     def _request(self, call: Callable, weight: int, *, write: bool):
+        try:
+            return self._request_once(call, weight, write=write)
+        except BrokerError as exc:
+            if venue_code(exc.__cause__ or exc) != -1021:
+                raise
+            # -1021: Binance refused the timestamp before doing anything, so sending once more after
+            # resyncing the clock offset is safe, writes included.
+            logger.warning("%s: clock skew (-1021): resyncing the time offset and sending once more", self.exchange.id)
+            self.exchange.load_time_difference()
+            return self._request_once(call, weight, write=write)
+
+    def _request_once(self, call: Callable, weight: int, *, write: bool):
         wait_s = self.budget.delay_s(self.clock_ms(), weight, write=write)
         if wait_s > self.max_wait_s:
             raise RateLimited(f"held by the request budget; next request in {wait_s:.1f}s", retry_after_s=wait_s)

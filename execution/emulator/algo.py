@@ -4,6 +4,9 @@ An algo order waits outside the matching engine. When its trigger price is reach
 for workingType MARK_PRICE, the last price for CONTRACT_PRICE) it places a MARKET order (the *_MARKET
 and trailing types) or a LIMIT order (STOP, TAKE_PROFIT) and turns TRIGGERED; it turns FINISHED once
 that order is final, REJECTED when the order is refused (e.g. reduce-only with no position left).
+
+A symbol holds at most MAX_OPEN_ALGO_ORDERS untriggered algo orders (exchangeInfo's
+MAX_NUM_ALGO_ORDERS filter); one more is refused with -4045 "Reach max stop order limit.".
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from execution.emulator.state import AlgoOrder, Order
 from execution.emulator.symbols import spec_for
 
 STOP_TYPES = frozenset({"STOP", "STOP_MARKET"})
+MAX_OPEN_ALGO_ORDERS = 10   # exchangeInfo's MAX_NUM_ALGO_ORDERS filter (symbols.py)
 LIMIT_TYPES = frozenset({"STOP", "TAKE_PROFIT"})
 
 
@@ -67,6 +71,8 @@ class AlgoBook:
         closes_leg = (position_side, request.side) in (("LONG", "SELL"), ("SHORT", "BUY"))
         if request.reduce_only and ledger.closable_qty(position, request.side) <= 0:
             raise errors.reduce_only_rejected()
+        if len(self.open_orders(request.symbol)) >= MAX_OPEN_ALGO_ORDERS:
+            raise errors.max_stop_orders()
         notional_price = request.price or request.trigger_price or reference
         reducing = request.reduce_only or request.close_position or closes_leg
         if not reducing and request.quantity * notional_price < spec.min_notional_usdt:

@@ -97,6 +97,24 @@ def would_trigger_immediately() -> BinanceError:
     return BinanceError(-2021, "Order would immediately trigger.")
 
 
+def stop_triggers_immediately() -> BinanceError:
+    # The algo service's wording of -2021 for TP/SL orders (ccxt files both under OrderImmediatelyFillable).
+    return BinanceError(-4142, "REJECT: take profit or stop order will be triggered immediately.")
+
+
+def algo_endpoint_required() -> BinanceError:
+    return BinanceError(-4120, "Order type not supported for this endpoint. Please use the Algo Order API "
+                               "endpoints instead.")
+
+
+def max_stop_orders() -> BinanceError:
+    return BinanceError(-4045, "Reach max stop order limit.")
+
+
+def percent_price_rejected() -> BinanceError:
+    return BinanceError(-4131, "The counterparty's best price does not meet the PERCENT_PRICE filter limit.")
+
+
 def post_only_rejected() -> BinanceError:
     return BinanceError(-5022, "Due to the order could not be executed as maker, the Post Only order will be rejected. "
                                "The order will not be recorded in the order history")
@@ -137,6 +155,11 @@ def listen_key_missing() -> BinanceError:
 def no_price(symbol: str) -> BinanceError:
     # Not a Binance reply: the emulator has no price for the symbol yet (set one with set_price).
     return BinanceError(-1001, f"Internal error; unable to process your request. No price set for {symbol}.", 500)
+
+
+def unknown_execution_status() -> BinanceError:
+    # Binance: a 5xx "is NOT a failure; the execution status is UNKNOWN and could have been a success".
+    return BinanceError(-1000, "Unknown error, please check your request or try again later.", 503)
 
 
 def internal_error() -> BinanceError:

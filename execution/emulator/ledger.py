@@ -2,14 +2,15 @@
 
 Cross margin only (an ISOLATED setting is stored and reported but accounted as cross). Entry prices are
 volume-weighted and kept to 8 decimals; commissions are rounded half-up to 8 decimals, as Binance prints
-them. Every other amount is exact Decimal arithmetic, so wallet = start + realised PnL - commissions.
+them, and so are funding payments. Every other amount is exact Decimal arithmetic, so
+wallet = start + realised PnL - commissions + funding.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from execution.emulator.state import AccountState, Order, Position
+from execution.emulator.state import AccountState, Income, Order, Position
 from execution.emulator.symbols import SYMBOLS
 
 EIGHT_PLACES = Decimal("0.00000001")
@@ -141,3 +142,39 @@ def liquidation_price(state: AccountState, position: Position) -> Decimal:
     amount = position.amount
     price = (position.entry_price * amount - wallet) / (amount - rate * abs(amount))
     return max(price, Decimal(0)).quantize(EIGHT_PLACES)
+
+
+def settle_funding(state: AccountState, symbol: str, rate: Decimal, mark_price: Decimal, ts_ms: int) -> list[Income]:
+    """Book one funding settlement of `symbol` to the wallet; return the income row of each open leg.
+
+    Each leg pays -amount * mark * rate (longs pay a positive rate, shorts receive it), rounded
+    half-up to 8 decimals; a flat symbol, or a payment that rounds to 0, books nothing.
+    """
+    rows = []
+    for position in state.positions.values():
+        if position.symbol != symbol or not position.amount:
+            continue
+        payment = (-position.amount * mark_price * rate).quantize(EIGHT_PLACES, rounding=ROUND_HALF_UP)
+        if payment == 0:
+            continue
+        state.wallet_usdt += payment
+        rows.append(Income(symbol, "FUNDING_FEE", payment, ts_ms, state.new_id()))
+    state.income.extend(rows)
+    return rows
+
+
+def income_history(state: AccountState) -> list[Income]:
+    """Return every wallet booking other than transfers, oldest first.
+
+    Funding rows are stored; a REALIZED_PNL row (when a fill realised PnL) and a COMMISSION row (when
+    it paid a fee) are read off each trade, with the trade id as their tranId (unique per type, as on Binance).
+    """
+    rows = list(state.income)
+    for trade in state.trades:
+        if trade.realized_pnl:
+            rows.append(Income(trade.symbol, "REALIZED_PNL", trade.realized_pnl, trade.time_ms, trade.trade_id,
+                               trade_id=str(trade.trade_id)))
+        if trade.commission:
+            rows.append(Income(trade.symbol, "COMMISSION", -trade.commission, trade.time_ms, trade.trade_id,
+                               trade_id=str(trade.trade_id)))
+    return sorted(rows, key=lambda row: (row.time_ms, row.tran_id, row.income_type))

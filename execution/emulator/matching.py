@@ -4,10 +4,22 @@ There is no order book: a resting limit order fills (as maker, at its limit pric
 reaches it; market orders and crossing limits fill at once (as taker) at the last price, market orders
 moved against the taker by the configured slippage. Every change appends user-stream events to
 `events`; the caller drains them. Time is passed in (`now_ms`); no I/O.
+
+Modelled on Binance's documented behaviour, for fault scenarios:
+- a fill plan (`slices`) splits one order's fills into given quantities, one per matching event;
+- a cancel can race the last fill (`cancel_races`): when the fill reaches the book first the cancel
+  is refused with -2011 "Unknown order sent." and the order is FILLED, as Binance answers a cancel of
+  an order that has just filled;
+- a MARKET order whose fill price lies outside the PERCENT_PRICE band around the mark price is
+  refused with -4131 (the band exchangeInfo advertises: multiplierUp 1.05, multiplierDown 0.95);
+- the venue closes positions itself (`force_close`): liquidation orders carry client ids
+  "autoclose-<ms>", ADL ones "adl_autoclose" (User Data Streams, ORDER_TRADE_UPDATE), and a
+  liquidation expires the account's open orders (expiry reason 5).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
@@ -17,6 +29,9 @@ from execution.emulator.state import AccountState, Order, Position, Price, Trade
 from execution.emulator.symbols import spec_for
 
 FillFraction = Callable[[Order], Decimal]
+# exchangeInfo's PERCENT_PRICE filter (symbols.py): a market fill may not stray further from the mark.
+PERCENT_PRICE_UP = Decimal("1.0500")
+PERCENT_PRICE_DOWN = Decimal("0.9500")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,10 @@ class Engine:
         self.fill_fraction: FillFraction | None = None
         # Called with (order, now_ms) when an order reaches a final status (the algo book listens).
         self.order_done_hooks: list[Callable[[Order, int], None]] = []
+        # Client order id -> the quantities of its next fills, one per matching event (fill_in_slices).
+        self.slices: dict[str, deque[Decimal]] = {}
+        # Client order id -> whether its last fill beats a cancel that arrives at the same moment.
+        self.cancel_races: dict[str, bool] = {}
 
     # -- prices ---------------------------------------------------------------------------------
 
@@ -83,6 +102,8 @@ class Engine:
         crosses = request.type == "MARKET" or self._crosses_price(request.side, request.price, last)
         if request.time_in_force == "GTX" and crosses:
             raise errors.post_only_rejected()
+        if request.type == "MARKET":
+            self._check_percent_price(request, last)
         if not reducing:
             self._check_margin(request, position, reference)
         order = Order(
@@ -115,6 +136,14 @@ class Engine:
             if order.client_order_id == client_order_id and (scope_all or order.is_open):
                 raise errors.client_id_duplicated()
 
+    def _check_percent_price(self, request: OrderRequest, last: Decimal) -> None:
+        # Binance checks the price a market order would take against the mark (-4131), reduce-only too.
+        mark = self.price(request.symbol).mark
+        taker = self._slipped(request.symbol, request.side, last)
+        if (request.side == "BUY" and taker > mark * PERCENT_PRICE_UP) or (
+                request.side == "SELL" and taker < mark * PERCENT_PRICE_DOWN):
+            raise errors.percent_price_rejected()
+
     def _check_margin(self, request: OrderRequest, position: Position, reference: Decimal) -> None:
         opening = request.quantity - ledger.closable_qty(position, request.side)
         if opening <= 0:
@@ -136,16 +165,22 @@ class Engine:
     def _taker_price(self, order: Order, last: Decimal) -> Decimal:
         if order.type == "LIMIT":
             return min(last, order.price) if order.side == "BUY" else max(last, order.price)
-        tick = spec_for(order.symbol).tick_size
+        return self._slipped(order.symbol, order.side, last)
+
+    def _slipped(self, symbol: str, side: str, last: Decimal) -> Decimal:
+        tick = spec_for(symbol).tick_size
         slip = last * self.config.slippage_bps / Decimal(10_000)
         # Round against the taker: slippage never improves the fill.
-        if order.side == "BUY":
+        if side == "BUY":
             return ((last + slip) / tick).to_integral_value(ROUND_CEILING) * tick
         return ((last - slip) / tick).to_integral_value(ROUND_FLOOR) * tick
 
     def _match(self, order: Order, price: Decimal, *, maker: bool, now_ms: int) -> None:
         qty = order.remaining
-        if self.fill_fraction is not None:
+        planned = self.slices.get(order.client_order_id)
+        if planned:
+            qty = min(planned.popleft(), qty)
+        elif self.fill_fraction is not None:
             step = spec_for(order.symbol).step_size
             qty = (qty * self.fill_fraction(order) / step).to_integral_value(ROUND_DOWN) * step
         position = self.state.position(order.symbol, order.position_side)
@@ -215,15 +250,20 @@ class Engine:
         return max(matches, key=lambda o: o.order_id)
 
     def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None, now_ms: int) -> Order:
-        """Cancel one open order; raise -2011 when it is unknown or already final."""
+        """Cancel one open order; raise -2011 when it is unknown or already final (or its last fill wins a race)."""
         try:
             order = self.find_order(symbol, order_id, client_order_id)
         except errors.BinanceError as exc:
             if exc.code == -2013:
                 raise errors.unknown_order_sent() from exc
             raise
+        if order.is_open and self.cancel_races.pop(order.client_order_id, False):
+            # The last fill reached the book just before the cancel: the market touched the limit again.
+            self._match(order, order.price or self._taker_price(order, self.price(symbol).last), maker=True,
+                        now_ms=now_ms)
         if not order.is_open:
             raise errors.unknown_order_sent()
+        self.slices.pop(order.client_order_id, None)
         self.finish(order, "CANCELED", now_ms)
         return order
 
@@ -231,6 +271,34 @@ class Engine:
         """Cancel every open normal order of `symbol`."""
         for order in self.open_orders(symbol):
             self.finish(order, "CANCELED", now_ms)
+
+    # -- the venue's own orders -----------------------------------------------------------------
+
+    def fill_in_slices(self, client_order_id: str, quantities: Sequence[Decimal]) -> None:
+        """Make the next matching events of an order fill `quantities`, one each (then what is left)."""
+        self.slices[client_order_id] = deque(Decimal(q) for q in quantities)
+
+    def force_close(self, symbol: str, position_side: str, client_order_id: str, price: Decimal, now_ms: int,
+                    *, orig_type: str) -> Order | None:
+        """Close a whole position with the venue's own IOC order at `price` (taker); None when flat."""
+        position = self.state.position(symbol, position_side)
+        if not position.amount:
+            return None
+        side = "SELL" if position.amount > 0 else "BUY"
+        order = Order(
+            order_id=self.state.new_id(), client_order_id=client_order_id, symbol=symbol, side=side,
+            position_side=position_side, type="LIMIT", orig_type=orig_type, time_in_force="IOC",
+            quantity=abs(position.amount), price=price, reduce_only=position_side == "BOTH", time_ms=now_ms,
+            update_ms=now_ms)
+        self.state.orders[str(order.order_id)] = order
+        self.events.append(events.order_trade_update(order, "NEW", None, now_ms))
+        self._fill(order, position, order.quantity, price, False, now_ms)
+        return order
+
+    def expire_open_orders(self, now_ms: int) -> None:
+        """Expire every open normal order of the account (Binance expiry reason 5: liquidated)."""
+        for order in self.open_orders(None):
+            self.finish(order, "EXPIRED", now_ms)
 
 
 def position_side_for(dual_side: bool, position_side: str | None, reduce_only: bool) -> str:

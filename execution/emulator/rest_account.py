@@ -3,17 +3,23 @@
 SYNTHETIC replies (no recording exists; shapes from the Binance docs): leverage, marginType,
 positionSide/dual, listenKey, premiumIndex, ticker/price, commissionRate, and the spot-wallet coin list
 (/sapi/v1/capital/config/getall, margin/allPairs) that ccxt's load_markets asks for whenever keys are configured.
+Income (/fapi/v1/income) copies the field names of the recorded fetchFundingHistory reply, which is a
+portfolio-margin one (time and tranId as strings); the USD-M docs ("Get Income History") give both as
+numbers, and so does the emulator.
 """
 from __future__ import annotations
 
 from decimal import Decimal
 
-from execution.emulator import errors, marketdata, payloads, symbols
+from execution.emulator import errors, events, ledger, marketdata, payloads, symbols
 from execution.emulator.params import boolean, required
+from execution.emulator.state import Income
 from execution.emulator.symbols import SYMBOLS, spec_for
 from execution.emulator.venue import Venue
 
 SUCCESS = {"code": 200, "msg": "success"}
+INCOME_LIMIT_MAX = 1000          # Binance: default 100, max 1000
+INCOME_RECENT_MS = 7 * 86_400_000  # without startTime and endTime Binance answers the last 7 days
 
 
 def _positions(venue: Venue, params: dict, *, v2: bool) -> list[dict]:
@@ -46,6 +52,50 @@ def account(venue: Venue, params: dict) -> dict:
 
 def balance(venue: Venue, params: dict) -> list:
     return payloads.balance_entries(venue.summary(), venue.state.update_ms)
+
+
+def _income_body(row: Income) -> dict:
+    return {"symbol": row.symbol, "incomeType": row.income_type, "income": payloads.fixed(row.amount, 8),
+            "asset": row.asset, "info": row.income_type, "time": row.time_ms, "tranId": row.tran_id,
+            "tradeId": row.trade_id}
+
+
+def income(venue: Venue, params: dict) -> list:
+    """Answer GET /fapi/v1/income for FUNDING_FEE, REALIZED_PNL and COMMISSION rows, oldest first.
+
+    startTime and endTime are inclusive. From a startTime the first `limit` rows follow it (Binance's
+    paging); without one, the last `limit` rows up to endTime (or of the last 7 days when neither is sent).
+    """
+    symbol = spec_for(params["symbol"]).symbol if params.get("symbol") else None
+    income_type = params.get("incomeType") or None
+    limit = int(params.get("limit") or 100)
+    if not 1 <= limit <= INCOME_LIMIT_MAX:
+        raise ValueError(f"limit {limit} is outside 1..{INCOME_LIMIT_MAX}")
+    start_ms = int(params["startTime"]) if params.get("startTime") else None
+    end_ms = int(params["endTime"]) if params.get("endTime") else None
+    if start_ms is None and end_ms is None:
+        start_ms = venue.now_ms() - INCOME_RECENT_MS
+    with venue.lock:
+        rows = [row for row in ledger.income_history(venue.state)
+                if symbol in (None, row.symbol) and income_type in (None, row.income_type)
+                and (start_ms is None or row.time_ms >= start_ms) and (end_ms is None or row.time_ms <= end_ms)]
+    page = rows[:limit] if params.get("startTime") else rows[-limit:]
+    return [_income_body(row) for row in page]
+
+
+def settle_funding(venue: Venue, symbol: str, rate: Decimal, mark_price: Decimal,
+                   ts_ms: int | None = None) -> list[Income]:
+    """Test hook: settle one funding of `symbol` at `rate` and `mark_price` (at `ts_ms`, else now).
+
+    Each open leg pays -amount * mark * rate to the wallet and gets a FUNDING_FEE income row; the user
+    stream sees ACCOUNT_UPDATE "FUNDING_FEE" with the wallet only, as Binance sends it for cross margin.
+    """
+    with venue.change() as now_ms:
+        rows = ledger.settle_funding(venue.state, spec_for(symbol).symbol, Decimal(rate), Decimal(mark_price),
+                                     now_ms if ts_ms is None else ts_ms)
+        if rows:
+            venue.engine.events.append(events.account_update("FUNDING_FEE", venue.state.wallet_usdt, [], {}, now_ms))
+    return rows
 
 
 def leverage_set(venue: Venue, params: dict) -> dict:
@@ -185,6 +235,7 @@ SIGNED_ROUTES = {
     ("GET", "/fapi/v1/leverageBracket"): leverage_bracket,
     ("GET", "/fapi/v1/symbolConfig"): symbol_config,
     ("GET", "/fapi/v1/commissionRate"): commission_rate,
+    ("GET", "/fapi/v1/income"): income,
     ("GET", "/sapi/v1/capital/config/getall"): capital_config,
     ("GET", "/sapi/v1/margin/allPairs"): lambda venue, params: [],  # no spot margin here
 }

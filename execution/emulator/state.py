@@ -1,4 +1,4 @@
-"""The emulated account: orders, conditional (algo) orders, fills, positions, settings and prices.
+"""The emulated account: orders, conditional (algo) orders, fills, positions, funding, settings and prices.
 
 Plain mutable dataclasses that round-trip through JSON (Decimals as strings), so the whole account can
 be saved after every change and reloaded after a restart. Times are epoch ms; money is Decimal USDT.
@@ -110,6 +110,19 @@ class Trade:
 
 
 @dataclass
+class Income:
+    """One row of the income history (/fapi/v1/income): a stored funding settlement, or a fill's PnL or fee."""
+
+    symbol: str
+    income_type: str             # FUNDING_FEE here; REALIZED_PNL and COMMISSION rows come from the trades
+    amount: Decimal              # received (+) or paid (-)
+    time_ms: int
+    tran_id: int
+    asset: str = "USDT"
+    trade_id: str = ""           # the fill behind a REALIZED_PNL or COMMISSION row
+
+
+@dataclass
 class Position:
     """One position leg. amount is signed: > 0 long, < 0 short (SHORT legs are always <= 0)."""
 
@@ -140,6 +153,7 @@ class AccountState:
     orders: dict[str, Order] = field(default_factory=dict)         # key str(order_id)
     algo_orders: dict[str, AlgoOrder] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    income: list[Income] = field(default_factory=list)             # funding; absent from older state files
     prices: dict[str, Price] = field(default_factory=dict)
     listen_keys: dict[str, int] = field(default_factory=dict)      # key -> expiry ms
     next_id: int = 1_000_000

@@ -3,6 +3,12 @@
 Every change runs under one lock inside `change()`, which then saves the state (when a state file is
 set) and hands the user-stream events it produced to the listeners. Tests and the HTTP server share
 this object; only the HTTP layer knows about requests.
+
+Fault scenarios steer the venue here, each modelled on Binance's documented behaviour: fills in given
+slices with a cancel racing the last one, liquidation and ADL closes (autoclose-* / adl_autoclose
+orders), a manual close from the web UI (web_* client ids), ghost orders the query endpoints answer
+-2013 for while the matching engine still works them, and errors sent after a write was applied
+(a 5xx whose "execution status is unknown").
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ from pathlib import Path
 
 from execution.emulator import errors, events, ledger, store
 from execution.emulator.algo import AlgoBook
+from execution.emulator.faults import Fault, FaultPlan
 from execution.emulator.marketdata import last_close
 from execution.emulator.matching import Engine, EngineConfig
+from execution.emulator.params import OrderRequest
 from execution.emulator.prices import kline_paths
 from execution.emulator.state import AccountState, Order
 from execution.emulator.symbols import SYMBOLS, spec_for
@@ -35,6 +43,10 @@ class EmulatorConfig:
     engine: EngineConfig = EngineConfig()
     listen_key_ttl_ms: int = 3_600_000   # Binance: a listenKey lives 60 minutes after its last keepalive
     max_leverage: int = 125
+
+
+# A 5xx after the write was applied: Binance's "execution status is unknown" reply.
+UNKNOWN_STATUS = Fault(status=503, code=-1000, msg=errors.unknown_execution_status().msg)
 
 
 def wall_clock_ms() -> int:
@@ -57,6 +69,10 @@ class Venue:
         self.algos = AlgoBook(self.engine)
         self.listeners: list[Callable[[list[dict]], None]] = []
         self.expiry_listeners: list[Callable[[str], None]] = []
+        # Faults a write meets after it was applied (rest_trade consults them); queued, never random.
+        self.reply_faults = FaultPlan()
+        # Client ids the query endpoints do not know (-2013) while the matching engine works the order.
+        self.ghosts: set[str] = set()
         self._seed_prices()
 
     @property
@@ -130,6 +146,66 @@ class Venue:
             return Decimal(fraction)
 
         self.engine.fill_fraction = hook
+
+    # -- fault scenarios ------------------------------------------------------------------------
+
+    def fill_in_slices(self, client_order_id: str, quantities, *, cancel_races_last: bool | None = None) -> None:
+        """Fill the order in `quantities`, one slice per matching event; a cancel may race the last slice.
+
+        `cancel_races_last` True: a cancel arriving before the last slice finds the order filled (-2011);
+        False or None: the cancel wins and the last slice never fills.
+        """
+        with self.lock:
+            self.engine.fill_in_slices(client_order_id, quantities)
+            self.engine.cancel_races.pop(client_order_id, None)
+            if cancel_races_last:
+                self.engine.cancel_races[client_order_id] = True
+
+    def liquidate(self, symbol: str, price: Decimal | None = None) -> Order | None:
+        """Liquidate the position in `symbol` at `price` (the mark by default); open orders expire."""
+        with self.change() as now_ms:
+            spec_for(symbol)
+            price = Decimal(price) if price is not None else self.engine.price(symbol).mark
+            order = self.engine.force_close(symbol, "BOTH", f"autoclose-{now_ms}", price, now_ms,
+                                            orig_type="LIQUIDATION")
+            # SYNTHETIC: Binance documents the expiry of open orders (reason 5); untriggered algo
+            # orders are left to the client, which must cancel its stops itself.
+            self.engine.expire_open_orders(now_ms)
+            return order
+
+    def auto_deleverage(self, symbol: str, price: Decimal | None = None) -> Order | None:
+        """Close the position in `symbol` by ADL at `price` (the mark by default); orders stay."""
+        with self.change() as now_ms:
+            spec_for(symbol)
+            price = Decimal(price) if price is not None else self.engine.price(symbol).mark
+            return self.engine.force_close(symbol, "BOTH", "adl_autoclose", price, now_ms, orig_type="MARKET")
+
+    def manual_close(self, symbol: str, quantity: Decimal | None = None, client_order_id: str | None = None) -> Order:
+        """Close `quantity` (all when None) of the position reduce-only at market, as the web UI does."""
+        with self.change() as now_ms:
+            amount = self.state.position(spec_for(symbol).symbol, "BOTH").amount
+            if not amount:
+                raise errors.reduce_only_rejected()
+            request = OrderRequest(
+                symbol=symbol, side="SELL" if amount > 0 else "BUY", type="MARKET",
+                quantity=Decimal(quantity) if quantity is not None else abs(amount), price=Decimal(0),
+                time_in_force="GTC", reduce_only=True, position_side=None,
+                client_order_id=client_order_id or f"web_{now_ms}{self.state.next_id}")
+            return self.engine.place_order(request, now_ms)
+
+    def ghost(self, client_order_id: str) -> None:
+        """Hide an order from every query endpoint (-2013, not listed); the matching engine still works it."""
+        with self.lock:
+            self.ghosts.add(client_order_id)
+
+    def unghost(self, client_order_id: str) -> None:
+        with self.lock:
+            self.ghosts.discard(client_order_id)
+
+    def fail_after_apply(self, path: str, fault: Fault = UNKNOWN_STATUS, *, times: int = 1,
+                         method: str | None = None) -> None:
+        """Apply the next `times` writes to `path`, then answer each with `fault`'s error."""
+        self.reply_faults.add(path, fault, times=times, method=method)
 
     # -- account settings -----------------------------------------------------------------------
 

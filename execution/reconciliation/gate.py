@@ -38,17 +38,21 @@ def trading_enabled(account: Account) -> tuple[bool, str]:
                    f"(admin, or manage.py reconcile --account {account.name} --ack)")
 
 
-def reconciliation_acknowledge(*, run: ReconciliationRun, actor: str, now: datetime) -> ReconciliationRun:
-    """Record that `actor` has seen the run's differences and accepts trading with them; audited, once."""
+def reconciliation_acknowledge(*, run: ReconciliationRun, actor: str, now: datetime,
+                               note: str = "") -> ReconciliationRun:
+    """Record that `actor` has seen the run's differences and accepts trading with them; audited, once.
+
+    A clean run has nothing to accept: it is returned unchanged, as is one acknowledged already.
+    """
     with transaction.atomic():
         run = ReconciliationRun.objects.select_for_update().select_related("account").get(pk=run.pk)
-        if run.acknowledged_by:
+        if run.acknowledged_by or run.clean:
             return run
         run.acknowledged_by, run.acknowledged_at = actor[:150], now
         run.save(update_fields=["acknowledged_by", "acknowledged_at"])
         audit_append(kind=AuditRecord.Kind.OVERRIDE, actor=actor, subject=f"reconcile:{run.pk}", now=now,
                      body={"action": "acknowledged", "run": run.pk, "account": run.account.name,
                            "trigger": run.trigger, "clean": run.clean, "differences": len(run.differences),
-                           "error": run.error})
+                           "error": run.error, "note": note[:500]})
         broadcast_on_commit("reconciliation", reconciliation_payload(run))
     return run

@@ -91,6 +91,10 @@ def book_fill(ctx: Context, action: Action) -> Outcome:
     """Book one trade the books lack, to our order by client id or to the external order adopted for it."""
     fill = action.fill
     order = ctx.order(fill.client_order_id)
+    if order is None and fill.exchange_order_id:
+        # The venue denied the order when its trade was listed: it is ours all the same, by venue order id.
+        order = (Order.objects.filter(account=ctx.account, exchange_order_id=fill.exchange_order_id)
+                 .select_related("instrument").first())
     if order is None:
         client_id = fill.client_order_id or archived_client_id(fill)
         order = external_order_ensure(ctx, action.symbol, client_id, listed=ctx.venue_order(client_id),

@@ -19,13 +19,15 @@ from django.db.models import Sum
 
 from dashboard.events import broadcast_on_commit
 from decisions.risk.sizing import round_to_tick
+from decisions.selectors import trading_config_get
 from execution.brokers.base import BrokerError, WouldTriggerImmediately
 from execution.brokers.paper import position_pnl
-from execution.models import Fill, Order, Position
+from execution.entries import entries_to_sync, entry_position_sync
+from execution.funding import fifo_position_trip
+from execution.models import Fill, Position
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
-from execution.order_states import OrderState
 from execution.orders import audit_order, order_apply_venue, order_place
-from execution.protective import position_flatten
+from execution.protective import WORKING, exit_revision, position_flatten
 from execution.reconcile import Action
 from execution.reconciliation.context import Context, Outcome
 from execution.reconciliation.views import position_exit_side
@@ -33,8 +35,6 @@ from execution.services import position_payload
 
 logger = logging.getLogger(__name__)
 EMERGENCY_STOP_FRACTION = Decimal("0.02")
-UNRESOLVED = frozenset({OrderState.NEW, OrderState.SUBMITTED, OrderState.UNKNOWN})
-WORKING = frozenset({OrderState.ACCEPTED, OrderState.TRIGGERED, OrderState.PARTIALLY_FILLED})
 # Who closed a position, from the origins the core names; the first that applies wins.
 EXIT_ORIGINS = ("liquidation", "adl", "settlement", "manual")
 EXIT_LEG_REASONS = (("sl", "stop"), ("tp", "target"), ("exit", "exit"), ("external", "manual"))
@@ -44,16 +44,6 @@ def emergency_stop_price(side: str, entry_price: Decimal, tick_size: Decimal) ->
     """Return the stop for a position nobody planned: 2 % against it from the entry, on the tick grid."""
     factor = 1 - EMERGENCY_STOP_FRACTION if side == "LONG" else 1 + EMERGENCY_STOP_FRACTION
     return round_to_tick(entry_price * factor, tick_size)
-
-
-def exit_revision(position: Position, leg: str) -> int:
-    """Return the revision of the next `leg` order of `position`: past every one with a known outcome."""
-    revision = 0
-    while True:
-        order = Order.objects.filter(intent_id=make_intent_id("protect", position.pk, leg, revision), leg=leg).first()
-        if order is None or order.status in UNRESOLVED:
-            return revision
-        revision += 1
 
 
 def _closing_fills(position: Position):
@@ -75,15 +65,20 @@ def _exit_reason(position: Position, cause: str) -> str:
 
 
 def _book_reduction(position: Position, quantity: Decimal) -> None:
-    # Gross PnL of the part the venue closed, at the average of the closing fills booked since entry.
-    # Fees stay in the fills; the wallet is the venue's (a gap shows as balance_mismatch).
+    # The realised PnL is the position's round trip in the venue's fills, FIFO, after fees, plus the
+    # funding booked on it. Without its fills (not booked yet), the part the venue closed is valued at
+    # the average of the closing fills booked since entry, gross, until the fills arrive.
     totals = _closing_fills(position).aggregate(quantity=Sum("quantity"))
     if not totals["quantity"]:
         return
     rows = _closing_fills(position).values_list("quantity", "price")
     exit_price = sum((q * p for q, p in rows), Decimal(0)) / totals["quantity"]
     position.exit_price = exit_price
-    position.realized_pnl_usdt += position_pnl(position.side, quantity, position.entry_price, exit_price)
+    trip = fifo_position_trip(position)
+    if trip is not None and trip.book.closings:
+        position.realized_pnl_usdt = trip.book.net_realized_usdt + position.funding_usdt
+    else:
+        position.realized_pnl_usdt += position_pnl(position.side, quantity, position.entry_price, exit_price)
 
 
 def _position_close(position: Position, cause: str, now: datetime) -> str:
@@ -96,9 +91,26 @@ def _position_close(position: Position, cause: str, now: datetime) -> str:
     return f"closed position {position.pk} ({reason})"
 
 
+def _position_from_entry(ctx: Context, instrument, quantity: Decimal) -> Position | None:
+    # An entry of ours whose reply was lost (or that filled after its send returned) is the books'
+    # trade with the decision's stop and targets, not an external one with an emergency stop.
+    side = "LONG" if quantity > 0 else "SHORT"
+    for decision in entries_to_sync(ctx.account):
+        if decision.instrument_id == instrument.pk and decision.action == side:
+            position, _ = entry_position_sync(decision=decision, account=ctx.account, now=ctx.now,
+                                              trail_atr_multiple=trading_config_get().trail_atr_multiple)
+            if position is not None:
+                return position
+    return None
+
+
 def _position_adopt(ctx: Context, symbol: str, quantity: Decimal) -> str:
     # The books lack it: decision=None marks it external. No target is planned (target_price 0).
     instrument = ctx.instrument(symbol)
+    position = _position_from_entry(ctx, instrument, quantity)
+    if position is not None:
+        return (f"opened position {position.pk} {position.side} {position.quantity} from the fills of decision "
+                f"{position.decision_id}'s entry")
     held = ctx.venue_position(symbol)
     side = "LONG" if quantity > 0 else "SHORT"
     entry = held.entry_price if held is not None else Decimal(0)

@@ -104,11 +104,12 @@ def our_view_load(*, account: Account, venue: VenueView, scope: Scope) -> OurVie
             .exclude(status=OrderState.NEW).select_related("instrument").order_by("created_at", "pk"))
     orders = tuple(OurOrder(o.client_order_id, o.instrument.exchange_symbol, o.leg, OrderState(o.status), o.quantity,
                             o.filled_quantity, o.conditional) for o in rows)
-    # Trade ids are unique per symbol only; the time window keeps old ids of other symbols out.
+    # Trade ids are unique per symbol only: the books' trades are keyed by (symbol, trade id).
     booked = Fill.objects.filter(order__account=account, ts__gte=scope.earliest - timedelta(hours=1))
     positions = tuple(our_position(p) for p in Position.objects.filter(account=account, status=Position.Status.OPEN)
                       .select_related("instrument").order_by("pk"))
-    return OurView(orders, frozenset(booked.values_list("trade_id", flat=True)), positions, account.balance_usdt)
+    return OurView(orders, frozenset(booked.values_list("order__instrument__exchange_symbol", "trade_id")), positions,
+                   account.balance_usdt)
 
 
 def position_exit_side(position: Position) -> str:

@@ -148,7 +148,7 @@ def test_decision_approve_audits_the_approval_then_the_order(decision, now, last
     assert (approval.body["outcome"], approval.body["approval"]) == ("executed", "approved")
     assert D(str(approval.body["price"])) == last_close
     orders = AuditRecord.objects.filter(kind=AuditRecord.Kind.ORDER, seq__gt=approval.seq)
-    assert [r.body["action"] for r in orders] == ["created", "report"]
+    assert [r.body["action"] for r in orders] == ["created", "report", "position_opened"]
     assert audit_verify().ok
 
 

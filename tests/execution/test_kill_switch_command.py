@@ -11,13 +11,28 @@ from execution.models import Account, Order, Position
 from tests.market_fixtures import WARMUP_BARS
 
 
-def test_kill_switch_command_flattens_paper_positions_and_holds_safe(btc_15m):
+def _resting_limit(account, instrument, now) -> Order:
+    """A paper buy limit far under the market: it rests on the paper venue's book."""
+    from execution.oms import OrderIntent
+    from execution.orders import order_place
+    from execution.paper_venue import PaperVenue
+
+    intent = OrderIntent("00000000000000000001", "entry", instrument.symbol, "buy", "limit_maker", D("0.010"),
+                         price=D("50000"))
+    order, _ = order_place(account=account, instrument=instrument, intent=intent, now=now,
+                           broker=PaperVenue(account, trading_config_get()), reference_price=D("108000"))
+    assert order.status == "accepted"
+    return order
+
+
+def test_kill_switch_command_flattens_paper_positions_cancels_resting_orders_and_holds_safe(btc_15m):
     instrument, frame = btc_15m
     opened = datetime.fromtimestamp(int(frame["open_time_ms"].iloc[WARMUP_BARS]) / 1000, tz=timezone.utc)
     account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
     position = Position.objects.create(account=account, instrument=instrument, side="LONG", open_key=instrument.pk,
                                        quantity=D("0.010"), initial_quantity=D("0.010"), entry_price=D("108000"),
                                        stop_price=D("107000"), target_price=D("110000"), opened_at=opened)
+    resting = _resting_limit(account, instrument, opened)
 
     call_command("kill_switch", "--account", "paper", "--yes")
 
@@ -29,6 +44,8 @@ def test_kill_switch_command_flattens_paper_positions_and_holds_safe(btc_15m):
     assert Order.objects.get(leg="exit").average_price == expected
     config = trading_config_get()
     assert (config.mode, config.paused) == ("SAFE", True)
+    resting.refresh_from_db()
+    assert (resting.status, resting.filled_quantity) == ("canceled", 0)
 
 
 @pytest.mark.django_db

@@ -120,3 +120,13 @@ def test_stop_past_the_price_is_refused_as_would_trigger_immediately(venue):
         _place(venue, leg="sl", type_="stop_market", side="sell", trigger=D("61000"), reduce_only=True)
 
     assert Order.objects.get(leg="sl").status == "rejected"
+
+
+def test_ccxt_broker_market_price_reads_the_venue_ticker(trading_emulator):
+    from execution.brokers.ccxt import CcxtBroker
+    from tests.emulator.fixtures import usdm_client
+
+    trading_emulator.venue.set_price("BTCUSDT", D("61234.5"))
+    broker = CcxtBroker(usdm_client(trading_emulator))
+
+    assert broker.market_price("BTCUSDT") == D("61234.5")

@@ -176,8 +176,11 @@ def test_pipeline_every_decision_gate_and_order_is_in_a_verified_audit_chain(btc
     assert report.ok and report.count == AuditRecord.objects.count()
     kinds = {k: AuditRecord.objects.filter(kind=k).count() for k in ("decision", "gate", "order")}
     assert kinds["decision"] == kinds["gate"] == Decision.objects.count()
-    # Each order: created + report; each exit order one more: the reduce or close it booked.
-    assert kinds["order"] == 2 * Order.objects.count() + Order.objects.exclude(leg="entry").count()
+    # Each order: created + report, and one more: the position its entry opened, or the reduce or
+    # close its exit booked.
+    assert kinds["order"] == 3 * Order.objects.count()
+    assert AuditRecord.objects.filter(kind="order", body__action="position_opened").count() == \
+        Order.objects.filter(leg="entry").count()
 
 
 def test_pipeline_daily_loss_trips_breaker_to_safe_until_next_local_day_and_audits(btc_15m):

@@ -35,7 +35,7 @@ def _fill(trade_id, cid, qty="1", ts_ms=1_000, price="100") -> FillReport:
 # A long of 1 BTC with its stop and first target working, everything booked.
 OURS = OurView(
     orders=(_oorder(ENTRY, "filled", filled="1"), _oorder(SL), _oorder(TP1, qty="0.5")),
-    booked_trade_ids=frozenset({"t1"}),
+    booked_trade_ids=frozenset({(BTC, "t1")}),
     positions=(OurPosition(BTC, D("1"), (ExpectedExit("sl", "sell", D("1"), D("95"), SL),
                                          ExpectedExit("tp1", "sell", D("0.5"), D("110"), TP1))),),
     wallet_usdt=D("1000"),
@@ -104,7 +104,7 @@ SCENARIOS = {
         [("adopt_position_change", "ETHUSDT"), ("restore_stop", "sl")]),
     "stop of the wrong size after a partial take-profit": (
         replace(OURS, orders=(*OURS.orders[:2], _oorder(TP1, "filled", qty="0.5", filled="0.5")),
-                booked_trade_ids=frozenset({"t1", "t2"}),
+                booked_trade_ids=frozenset({(BTC, "t1"), (BTC, "t2")}),
                 positions=(replace(OURS.positions[0], quantity=D("0.5"), exits=OURS.positions[0].exits[:1]),)),
         replace(VENUE, orders=(_vorder(SL),), positions=(VenuePosition(BTC, D("0.5"), D("100")),)),
         [("resize_stop", SL)]),
@@ -241,7 +241,7 @@ def worlds(draw) -> tuple[OurView, VenueView]:
     trades = [(f"t{i}", draw(st.sampled_from([cid for cid, _ in CLIENT_IDS]))) for i in range(5)]
     listed = draw(st.lists(st.sampled_from(trades), max_size=8))     # repeats: the same trade listed twice
     fills = tuple(SymbolFills(symbol_of[cid], 0, (_fill(tid, cid, "0.5", int(tid[1:])),)) for tid, cid in listed)
-    booked = frozenset(draw(st.lists(st.sampled_from([t for t, _ in trades]))))
+    booked = frozenset((symbol_of[cid], t) for t, cid in draw(st.lists(st.sampled_from(trades))))
     positions = tuple(p for intent, symbol in SYMBOL_OF_INTENT.items() if (p := draw(_position(symbol, intent))))
     venue_positions = tuple(VenuePosition(symbol, q, D("100")) for symbol in SYMBOL_OF_INTENT.values()
                             if (q := draw(st.sampled_from([D("-2"), D("0"), D("1"), D("2")]))) or draw(st.booleans()))
@@ -260,7 +260,7 @@ def apply(ours: OurView, venue: VenueView, actions: tuple[Action, ...]) -> tuple
     for n, a in enumerate(actions):
         cid = a.client_order_id
         if a.kind == K.BOOK_FILL:
-            booked.add(a.fill.trade_id)
+            booked.add((a.symbol, a.fill.trade_id))
         elif a.kind == K.UPDATE_ORDER_STATE:
             orders[cid] = replace(orders[cid], state=a.state, filled=a.quantity)
         elif a.kind == K.ADOPT_EXTERNAL_ORDER:
@@ -309,11 +309,21 @@ def test_reconcile_after_applying_actions_is_clean(world):
 def test_reconcile_books_each_missing_trade_once(world):
     ours, venue = world
 
-    booked = [a.fill.trade_id for a in reconcile(ours, venue).actions if a.kind == K.BOOK_FILL]
+    booked = [(a.symbol, a.fill.trade_id) for a in reconcile(ours, venue).actions if a.kind == K.BOOK_FILL]
 
     assert len(booked) == len(set(booked))
     assert not set(booked) & ours.booked_trade_ids
-    assert set(booked) == {f.trade_id for batch in venue.fills for f in batch.fills} - ours.booked_trade_ids
+    venue_trades = {(batch.symbol, f.trade_id) for batch in venue.fills for f in batch.fills}
+    assert set(booked) == venue_trades - ours.booked_trade_ids
+
+
+def test_reconcile_same_trade_id_on_two_symbols_books_both():
+    eth_fill = _fill("t1", "tb-eth-entry")
+    venue = replace(VENUE, fills=(*VENUE.fills, SymbolFills("ETHUSDT", 0, (eth_fill,))))
+
+    result = reconcile(OURS, venue)
+
+    assert [(a.symbol, a.fill.trade_id) for a in result.actions if a.kind == K.BOOK_FILL] == [("ETHUSDT", "t1")]
 
 
 @settings(max_examples=200)

@@ -362,6 +362,22 @@ def test_trading_enabled_follows_the_runs_since_the_last_startup(broker, runs, e
     assert trading_enabled(account)[0] is enabled
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(("clean", "acknowledged_by"), [(True, ""), (False, "bob")])
+def test_reconciliation_acknowledge_clean_or_acknowledged_run_changes_nothing(clean, acknowledged_by):
+    from decisions.models import AuditRecord
+
+    account = Account.objects.create(name="gate", broker="testnet", starting_balance_usdt=D("1"), balance_usdt=D("1"))
+    start = datetime(2026, 1, 1, tzinfo=ms_to_datetime(0).tzinfo)
+    run = ReconciliationRun.objects.create(account=account, started_at=start, trigger="startup", clean=clean,
+                                           acknowledged_by=acknowledged_by)
+
+    run = reconciliation_acknowledge(run=run, actor="alice", now=start + timedelta(minutes=1), note="seen")
+
+    assert (run.acknowledged_by, run.acknowledged_at) == (acknowledged_by, None)
+    assert not AuditRecord.objects.filter(subject=f"reconcile:{run.pk}").exists()
+
+
 def test_reconcile_accounts_runs_venue_accounts_and_records_a_missing_broker(venue):
     Account.objects.create(name="paper", broker=Account.Broker.PAPER, starting_balance_usdt=D("1"),
                            balance_usdt=D("1"))

@@ -11,8 +11,10 @@ def test_setup_schedules_twice_keeps_one_schedule_per_job():
     call_command("setup_schedules")
 
     jobs = dict(Schedule.objects.values_list("name", "func"))
-    assert Schedule.objects.count() == len(jobs) == 5
+    assert Schedule.objects.count() == len(jobs) == 7
     assert jobs["execution: reconcile venue accounts"] == "execution.tasks.reconcile_all"
+    assert jobs["execution: venue funding payments"] == "execution.tasks.funding_sync_all"
+    assert jobs["execution: venue equity snapshots"] == "execution.tasks.equity_snapshot_all"
     assert jobs["decisions: analyse and decide"] == "decisions.tasks.decisions_run_all"
 
 

@@ -34,6 +34,8 @@ class Command(BaseCommand):
                             help="bars per second on the simulated clock (0 = as fast as possible)")
         parser.add_argument("--no-web", action="store_true", help="do not start daphne")
         parser.add_argument("--no-workers", action="store_true", help="do not start the django-q2 cluster")
+        parser.add_argument("--no-execution", action="store_true",
+                            help="do not start the execution loop (run_execution) of each venue account")
         parser.add_argument("--max-steps", type=int, default=None, help="stop the engine after N bars (tests)")
 
     def handle(self, *args, **opts):
@@ -89,6 +91,19 @@ class Command(BaseCommand):
             cmd = [sys.executable, "manage.py", "qcluster"]
             children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "worker"}, cwd=settings.BASE_DIR))
             self.stdout.write("workers: django-q2 cluster started")
+        if not opts.get("no_execution"):
+            children += self._start_execution_loops(base_env)
+        return children
+
+    def _start_execution_loops(self, base_env: dict) -> list[subprocess.Popen]:
+        """Start one execution loop per venue account with keys (paper trades inside the engine cycle)."""
+        from execution.models import Account
+
+        children = []
+        for account in Account.objects.exclude(broker=Account.Broker.PAPER).exclude(api_key_encrypted="").order_by("pk"):
+            cmd = [sys.executable, "manage.py", "run_execution", "--account", account.name]
+            children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "worker"}, cwd=settings.BASE_DIR))
+            self.stdout.write(f"execution: loop of {account.name} ({account.broker}) started")
         return children
 
     def _run_feed(self, choice, config, opts) -> None:

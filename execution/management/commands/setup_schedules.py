@@ -13,6 +13,9 @@ def schedules_ensure() -> list[str]:
         "execution: exits, equity and reconciliation": ("execution.tasks.execution_run_all", 1),
         # A safety net: run_execution reconciles venue accounts every 30 s while it runs.
         "execution: reconcile venue accounts": ("execution.tasks.reconcile_all", 1),
+        # Binance settles funding every 8 h (some symbols 4 h or 1 h); the job books what is new.
+        "execution: venue funding payments": ("execution.tasks.funding_sync_all", 15),
+        "execution: venue equity snapshots": ("execution.tasks.equity_snapshot_all", 5),
     }
     for name, (func, minutes) in wanted.items():
         Schedule.objects.update_or_create(

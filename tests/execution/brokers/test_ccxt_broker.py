@@ -453,6 +453,37 @@ def test_gate_fetch_order_by_prefixed_client_id():
         "tb-abc-sl", "sell", D("0.03"), D("0.02"), "partially_filled")
 
 
+def test_gate_full_length_client_id_goes_out_short_and_comes_back_whole():
+    # Gate takes 28 characters with its "t-"; ours run to 32 (tb- + 20 hex + - + an 8-character leg).
+    ours = "tb-0123456789abcdef0123-entrymkt"
+    gate = ccxt.gate({"apiKey": "k", "secret": "s", "enableRateLimit": False, "options": {"unifiedAccount": False}})
+    gate.session = JsonVenue({"id": 124, "text": "t-tb.ASNFZ4mrze8BIw.entrymkt", "contract": "BTC_USDT",
+                              "size": 100, "left": 100, "status": "open", "price": "0", "tif": "ioc",
+                              "create_time": 1750000000.0})
+    gate.set_markets([swap_market("BTC_USDT", "usdt", 0.0001, 1)])
+    broker = CcxtBroker(gate, name="gate", clock_ms=lambda: NOW_MS)
+    order = OrderIntent("0123456789abcdef0123", "entrymkt", "BTC/USDT:USDT", "buy", "market", D("0.01"))
+
+    broker.submit(order, reference_price=D("60000"), ts_ms=NOW_MS)
+    fetched = broker.fetch_order(ours, "BTC/USDT:USDT")
+
+    text = json.loads(gate.session.sent_bodies[0])["text"]
+    assert (text, len(text)) == ("t-tb.ASNFZ4mrze8BIw.entrymkt", 28)
+    assert gate.session.sent[-1].path == "/api/v4/futures/usdt/orders/t-tb.ASNFZ4mrze8BIw.entrymkt"
+    assert fetched.client_order_id == ours
+
+
+@pytest.mark.parametrize("client_id", ["tb-0123456789abcdef0123-entry", "tb-ffffffffffffffffffff-tp3",
+                                       "tb-00000000000000000000-entrymkt", "manual-1", "autoclose-123"])
+def test_compact_client_id_round_trips_and_leaves_others_alone(client_id):
+    from execution.oms import compact_client_id, expand_client_id
+
+    short = compact_client_id(client_id)
+
+    assert expand_client_id(short) == client_id
+    assert len(short) <= 26 if client_id.startswith("tb-") else short == client_id
+
+
 def test_bitget_market_order_acknowledged_by_ids_is_accepted():
     bitget = ccxt.bitget({"apiKey": "k", "secret": "s", "password": "p", "enableRateLimit": False})
     bitget.session = JsonVenue({"code": "00000", "msg": "success", "requestTime": NOW_MS,

@@ -4,6 +4,7 @@ from hypothesis import given, strategies as st
 
 import pytest
 
+from execution.brokers.base import WouldTriggerImmediately
 from execution.brokers.paper import LadderPosition, PaperBroker, Target, ladder_step, position_pnl
 from execution.oms import OrderIntent
 
@@ -23,11 +24,77 @@ def test_paper_submit_market_buy_pays_slippage_and_fee():
     assert fill.fee_usdt == D("0.08008")
 
 
-def test_paper_submit_limit_order_rejected():
-    broker = PaperBroker(taker_fee_fraction=D("0"), slippage_bps=D("0"))
-    intent = OrderIntent("abc", "entry", "X", "buy", "limit", D("1"), price=D("1"))
+BROKER = PaperBroker(taker_fee_fraction=D("0.0004"), slippage_bps=D("10"))
 
-    assert broker.submit(intent, reference_price=D("1"), ts_ms=0).status == "rejected"
+
+def _intent(type_, side="buy", price=None, trigger=None) -> OrderIntent:
+    return OrderIntent("abc", "entry", "BTC/USDT:USDT", side, type_, D("2"), price=price, trigger_price=trigger)
+
+
+@pytest.mark.parametrize(
+    "intent, status, fill",
+    [
+        # a passive limit rests; one at the reference price rests too (the reference is the other side)
+        (_intent("limit", "buy", D("99")), "accepted", None),
+        (_intent("limit", "buy", D("100")), "accepted", None),
+        (_intent("limit", "sell", D("101")), "accepted", None),
+        # a crossing post-only limit (limit_maker, Binance GTX) expires instead of taking
+        (_intent("limit_maker", "buy", D("101")), "expired", None),
+        (_intent("limit_maker", "sell", D("99")), "expired", None),
+        (_intent("limit_maker", "buy", D("99")), "accepted", None),
+        # a crossing plain limit takes at once with slippage, never beyond its price
+        (_intent("limit", "buy", D("101")), "filled", D("100.1")),
+        (_intent("limit", "buy", D("100.05")), "filled", D("100.05")),
+        (_intent("limit", "sell", D("99.95")), "filled", D("99.95")),
+        # conditionals rest until their trigger
+        (_intent("stop_market", "sell", trigger=D("95")), "accepted", None),
+        (_intent("stop_market", "buy", trigger=D("105")), "accepted", None),
+        (_intent("take_profit_market", "sell", trigger=D("110")), "accepted", None),
+        (_intent("take_profit", "buy", D("90"), D("90")), "accepted", None),
+        # an order the paper venue cannot place
+        (_intent("limit", "buy"), "rejected", None),
+        (_intent("stop_market", "sell"), "rejected", None),
+        (_intent("trailing_stop_market", "sell", trigger=D("95")), "rejected", None),
+    ],
+)
+def test_paper_submit_order_types_answer_like_the_venue(intent, status, fill):
+    report = BROKER.submit(intent, reference_price=D("100"), ts_ms=0)
+
+    assert report.status == status
+    assert (report.fills[0].price if report.fills else None) == fill
+    assert report.exchange_order_id == ("paper-tb-abc-entry" if status != "rejected" else "")
+
+
+def test_paper_submit_post_only_flag_expires_crossing_limit_with_5022():
+    report = BROKER.submit(_intent("limit", "buy", D("101")), reference_price=D("100"), ts_ms=0, post_only=True)
+
+    assert (report.status, report.fills) == ("expired", ())
+    assert report.reason.startswith("-5022")
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [
+        _intent("stop_market", "sell", trigger=D("100")),
+        _intent("stop_market", "buy", trigger=D("99")),
+        _intent("take_profit_market", "sell", trigger=D("99")),
+        _intent("take_profit", "buy", D("101"), D("101")),
+    ],
+)
+def test_paper_submit_conditional_already_past_trigger_raises(intent):
+    with pytest.raises(WouldTriggerImmediately, match="-2021"):
+        BROKER.submit(intent, reference_price=D("100"), ts_ms=0)
+
+
+def test_paper_submit_crossing_limit_pays_taker_fee_on_tick_grid():
+    report = BROKER.submit(_intent("limit", "buy", D("101")), reference_price=D("100.03"), ts_ms=5, tick_size=D("0.1"))
+
+    fill = report.fills[0]
+    assert (fill.price, fill.fee_usdt, fill.liquidity, fill.ts_ms) == (D("100.2"), D("0.08016"), "taker", 5)
+
+
+def test_paper_broker_maker_fee_defaults_to_binance_base_tier():
+    assert BROKER.maker_fee_fraction == D("0.0002")
 
 
 @pytest.mark.parametrize(
@@ -104,3 +171,21 @@ def test_ladder_step_default_position_keeps_stop_at_entry_on_new_highs():
     _, after = ladder_step(after_tp1, D("102"), D("103.9"), D("101"), D("0.001"), tick_size=D("0.1"))
 
     assert (LADDER.trail_distance, after.stop_price, after.best_price) == (None, D("100"), D("103.9"))
+
+
+@pytest.mark.parametrize(
+    "side, slip, expected",
+    [
+        # without slippage the price only moves onto the tick grid, against the taker
+        ("sell", False, D("59000.1")),
+        ("buy", False, D("59000.2")),
+        # with it, 10 bps against the taker first
+        ("sell", True, D("58941.1")),
+    ],
+)
+def test_paper_fill_at_rounds_against_taker(side, slip, expected):
+    intent = OrderIntent("abc", "sl", "BTC/USDT:USDT", side, "market", D("1"), reduce_only=True)
+
+    report = BROKER.fill_at(intent, D("59000.15"), 7, slip=slip, tick_size=D("0.1"))
+
+    assert (report.status, report.fills[0].price, report.fills[0].trade_id) == ("filled", expected, "paper-tb-abc-sl")

@@ -1,0 +1,295 @@
+"""Entries: a decision's trade enters at market, or as a post-only limit that chases the price.
+
+Every entry order of a decision shares its intent id; its legs are `entry` (the first), `entry1`,
+`entry2` ... (each re-price) and `entrymkt` (the market fallback), so the unique (intent, leg) and
+client ids make every step idempotent. The position is built from what the entry orders filled,
+not from the reply to one send: `entry_position_sync` opens it at the first fill and grows it with
+later ones, so an entry whose reply was lost, or that filled in part and then expired, still gets
+its position with the decision's stop and targets. On a venue the protection follows at once.
+The chase itself is decided in `execution.chase`; this module sends, cancels and books.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Callable
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+
+from dashboard.events import broadcast_on_commit
+from decisions.models import Decision, TradingConfig
+from execution.brokers.base import Broker, BrokerError, OrderNotFound
+from execution.chase import FALLBACK_LEG, ChasePolicy, ChaseState, chase_leg, chase_step, passive_price
+from execution.models import Account, Fill, Order, Position
+from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
+from execution.order_states import OrderState
+from execution.orders import audit_order, order_apply_venue, order_create_pending, order_place, order_send
+from market.models import Instrument
+
+logger = logging.getLogger(__name__)
+WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
+LIMIT_TYPES = ("limit", "limit_maker")     # limit_maker: post-only (Binance GTX), what the chase sends
+PriceOf = Callable[[Instrument], "Decimal | None"]
+
+
+def precision_of(instrument: Instrument) -> Precision:
+    """Return the venue filters stored for `instrument`."""
+    return Precision(instrument.tick_size, instrument.step_size, instrument.min_notional)
+
+
+def entry_intent_id(decision: Decision, account: Account) -> str:
+    """Return the intent id every entry order of `decision` on `account` shares."""
+    return make_intent_id(account.name, decision.instrument_id, decision.timeframe, decision.as_of.isoformat())
+
+
+def _side(decision: Decision) -> str:
+    return "buy" if decision.action == "LONG" else "sell"
+
+
+def chase_policy(config: TradingConfig) -> ChasePolicy:
+    """Return the chase limits configured in the admin."""
+    return ChasePolicy(config.entry_chase_interval_seconds, config.entry_chase_max_reprices,
+                       config.entry_chase_max_drift_bps, config.entry_market_fallback)
+
+
+def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: datetime,
+                 reference_price: Decimal, order_type: str = "market") -> Order:
+    """Persist and send the decision's first entry order; an existing one is returned, not re-sent.
+
+    `order_type` "limit" rests a post-only limit ("limit_maker", Binance GTX) one tick on our side
+    of `reference_price`.
+    """
+    instrument, side = decision.instrument, _side(decision)
+    limit = order_type in LIMIT_TYPES
+    price = passive_price(side, reference_price, instrument.tick_size) if limit else None
+    intent = OrderIntent(entry_intent_id(decision, account), "entry", instrument.symbol, side,
+                         "limit_maker" if limit else order_type, decision.quantity, price=price)
+    intent = apply_precision(intent, precision_of(instrument), reference_price)
+    order, created = order_create_pending(account=account, instrument=instrument, intent=intent,
+                                          decision=decision, now=now)
+    if not created:
+        logger.info("intent %s already sent; not sending again", intent.client_order_id)
+        return order
+    return order_send(order=order, broker=broker, reference_price=reference_price, now=now)
+
+
+def entry_orders(decision: Decision, account: Account):
+    """Return the decision's entry orders on `account`, oldest first."""
+    return Order.objects.filter(decision=decision, account=account, leg__startswith="entry").order_by("created_at", "pk")
+
+
+def entry_working(decision: Decision, account: Account) -> bool:
+    """Return whether an entry order of the decision still rests (or awaits its outcome) at the venue."""
+    live = WORKING + (OrderState.SUBMITTED, OrderState.UNKNOWN)
+    return entry_orders(decision, account).filter(status__in=live).exists()
+
+
+def _entry_fills(decision: Decision, account: Account):
+    return Fill.objects.filter(order__decision=decision, order__account=account, order__leg__startswith="entry")
+
+
+def _exit_fees(position: Position) -> Decimal:
+    fees = Fill.objects.filter(order__account=position.account_id, order__instrument=position.instrument_id,
+                               order__reduce_only=True, ts__gte=position.opened_at).aggregate(f=Sum("fee_usdt"))
+    return fees["f"] or Decimal(0)
+
+
+def _trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
+    """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
+    if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
+        return None
+    # An explicit rounding: ccxt changes the thread's default decimal context once it has run.
+    return (multiple * Decimal(repr(decision.snapshot.atr))).quantize(decision.instrument.tick_size,
+                                                                      rounding=ROUND_HALF_EVEN)
+
+
+def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:
+    targets = decision.take_profits or [{"price": str(decision.target_price), "share": "1"}]
+    return {"decision": decision, "stop_price": decision.stop_price, "target_price": decision.target_price,
+            "take_profits": [{**t, "filled": False} for t in targets],
+            "trail_distance": _trail_distance(decision, trail_atr_multiple)}
+
+
+def _open(decision: Decision, account: Account, quantity: Decimal, price: Decimal, fee: Decimal, now: datetime,
+          trail_atr_multiple: Decimal | None) -> Position:
+    instrument = decision.instrument
+    first = entry_orders(decision, account).first()
+    adopted = Position.objects.select_for_update().filter(
+        account=account, instrument=instrument, status=Position.Status.OPEN, decision__isnull=True,
+        side=decision.action, opened_at__gte=first.created_at).first()
+    if adopted is not None:
+        # Reconciliation found the venue's position first and adopted it with an emergency stop; it is
+        # this decision's trade: take over its planned stop and targets (the protection round replaces the stop).
+        for field, value in _levels(decision, trail_atr_multiple).items():
+            setattr(adopted, field, value)
+        adopted.save()
+        logger.info("position %s adopted by reconciliation is decision %s's entry", adopted.pk, decision.pk)
+        return adopted
+    position = Position.objects.create(
+        account=account, instrument=instrument, side=decision.action, open_key=instrument.pk,
+        quantity=quantity, initial_quantity=quantity, entry_price=price, opened_at=now, fees_usdt=fee,
+        realized_pnl_usdt=-fee, **_levels(decision, trail_atr_multiple))
+    # F(): another cycle may have booked a close since `account` was read.
+    Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
+    return position
+
+
+def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
+    if position.status != Position.Status.OPEN or quantity <= (position.initial_quantity or position.quantity):
+        return False
+    added = quantity - (position.initial_quantity or position.quantity)
+    fee_added = fee - (position.fees_usdt - _exit_fees(position))
+    position.quantity += added
+    position.initial_quantity, position.entry_price = quantity, price
+    position.fees_usdt += fee_added
+    position.realized_pnl_usdt -= fee_added
+    position.save()
+    Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") - fee_added)
+    return True
+
+
+def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
+                        trail_atr_multiple: Decimal | None = None) -> tuple[Position | None, str]:
+    """Open or grow the decision's position to what its entry orders filled; return it and what changed.
+
+    The change is "opened", "grown" or "" (nothing to do). Entry fees are booked on the position.
+    """
+    totals = _entry_fills(decision, account).aggregate(quantity=Sum("quantity"), fee=Sum("fee_usdt"))
+    quantity = totals["quantity"] or Decimal(0)
+    if quantity <= 0:
+        return None, ""
+    price = sum((q * p for q, p in _entry_fills(decision, account).values_list("quantity", "price")),
+                Decimal(0)) / quantity
+    fee = totals["fee"] or Decimal(0)
+    from execution.services import position_payload  # services imports this module
+    try:
+        with transaction.atomic():
+            position = Position.objects.select_for_update().filter(decision=decision, account=account).first()
+            if position is None:
+                position, change = _open(decision, account, quantity, price, fee, now, trail_atr_multiple), "opened"
+            else:
+                change = "grown" if _grow(position, quantity, price, fee) else ""
+            if change:
+                audit_order(entry_orders(decision, account).last(), now,
+                            {"action": f"position_{change}", "position": position.pk, "quantity": position.quantity,
+                             "entry_price": position.entry_price})
+                broadcast_on_commit("position", position_payload(position))
+    except IntegrityError:
+        # Another open position on the instrument (one per account and instrument): not this decision's.
+        logger.warning("decision %s filled %s but %s already has an open position", decision.pk, quantity,
+                       decision.instrument)
+        return None, ""
+    return position, change
+
+
+def _cancel(order: Order, broker: Broker, now: datetime) -> Order:
+    if order.status == OrderState.REJECTED:     # a refused re-price never rested: nothing to cancel
+        return order
+    try:
+        venue = broker.cancel(order.client_order_id, order.instrument.exchange_symbol)
+    except OrderNotFound:  # gone already: a fill or expiry the books will learn from the venue
+        venue = broker.fetch_order(order.client_order_id, order.instrument.exchange_symbol)
+    return order_apply_venue(order=order, venue=venue, broker=broker, now=now)
+
+
+def _remaining(decision: Decision, account: Account) -> Decimal:
+    first = entry_orders(decision, account).first()
+    filled = _entry_fills(decision, account).aggregate(q=Sum("quantity"))["q"] or Decimal(0)
+    return (first.quantity if first is not None else decision.quantity) - filled
+
+
+def _chase_state(order: Order, decision: Decision, first: Order, reprices: int, market: Decimal,
+                 now: datetime) -> ChaseState:
+    return ChaseState(order.side, decision.entry_price, decision.entry_zone_low, decision.entry_zone_high,
+                      order.price, reprices, (now - order.created_at).total_seconds(),
+                      (now - first.created_at).total_seconds(), market, decision.instrument.tick_size)
+
+
+def entry_chase(*, order: Order, broker: Broker, now: datetime, market_price: Decimal,
+                policy: ChasePolicy) -> str:
+    """Take one chase step for a working limit entry; return what was done (for the loop's report)."""
+    decision, account = order.decision, order.account
+    orders = list(entry_orders(decision, account))
+    reprices = sum(1 for o in orders if o.type in LIMIT_TYPES) - 1
+    step = chase_step(_chase_state(order, decision, orders[0], reprices, market_price, now), policy)
+    if step.action == "wait":
+        return "wait"
+    order = _cancel(order, broker, now)
+    remaining = _remaining(decision, account)
+    note = step.reason
+    if remaining > 0 and step.action in ("reprice", "market"):
+        leg = chase_leg(reprices + 1) if step.action == "reprice" else FALLBACK_LEG
+        intent = OrderIntent(order.intent_id, leg, order.instrument.symbol, order.side,
+                             "limit_maker" if step.action == "reprice" else "market", remaining, price=step.price)
+        try:
+            intent = apply_precision(intent, precision_of(order.instrument), market_price)
+            placed, _ = order_place(account=account, instrument=order.instrument, intent=intent, broker=broker,
+                                    reference_price=market_price, now=now, decision=decision)
+            note = f"{note}: {placed.client_order_id} {placed.status}"
+        except OrderRejected as exc:  # the rest is below the venue's minimum, or refused: keep what filled
+            note = f"{note}; rest of {remaining} not sent: {exc}"
+    elif remaining > 0:
+        note = f"{note}; gave up the rest of {remaining}"
+    with transaction.atomic():
+        audit_order(order, now, {"action": f"chase_{step.action}", "remaining": remaining, "reason": note[:200]})
+    logger.info("entry %s: %s", order.client_order_id, note)
+    return step.action
+
+
+def entries_work(*, account: Account, broker: Broker, now: datetime, price_of: PriceOf,
+                 config: TradingConfig, instrument: Instrument | None = None) -> dict[str, str]:
+    """Chase every working limit entry of `account` (in `instrument` when given); return {client id: step taken}."""
+    done = {}
+    working = Order.objects.filter(account=account, leg__startswith="entry", type__in=LIMIT_TYPES, status__in=WORKING,
+                                   decision__isnull=False).select_related("decision", "instrument")
+    if instrument is not None:
+        working = working.filter(instrument=instrument)
+    for order in [*working, *_refused_reprices(account, now, config)]:
+        position = Position.objects.filter(decision=order.decision, account=account).first()
+        if position is not None and position.status == Position.Status.CLOSED:
+            done[order.client_order_id] = "cancel: position closed"   # never add to a trade that ended
+            _cancel(order, broker, now)
+            continue
+        market = price_of(order.instrument)
+        if market is None:
+            done[order.client_order_id] = "no price"
+            continue
+        try:
+            done[order.client_order_id] = entry_chase(order=order, broker=broker, now=now, market_price=market,
+                                                      policy=chase_policy(config))
+        except BrokerError as exc:
+            done[order.client_order_id] = f"error: {exc}"
+            logger.warning("chase of %s: %s", order.client_order_id, exc)
+    return done
+
+
+def _refused_reprices(account: Account, now: datetime, config: TradingConfig) -> list[Order]:
+    """Return re-prices the venue refused (post-only would cross) that nothing replaced, within the chase budget."""
+    policy = chase_policy(config)
+    horizon_s = policy.interval_s * (policy.max_reprices + 2)
+    out = []
+    refused = Order.objects.filter(account=account, leg__startswith="entry", type__in=LIMIT_TYPES,
+                                   status=OrderState.REJECTED, decision__isnull=False,
+                                   created_at__gte=now - timedelta(seconds=horizon_s)).exclude(leg="entry")
+    for order in refused.select_related("decision", "instrument"):
+        orders = list(entry_orders(order.decision, account))
+        if (orders[-1].pk == order.pk and (now - orders[0].created_at).total_seconds() < horizon_s
+                and _remaining(order.decision, account) > 0):
+            out.append(order)
+    return out
+
+
+def entries_to_sync(account: Account):
+    """Return the decisions whose entry fills the books' position does not reflect yet."""
+    filled = (Order.objects.filter(account=account, leg__startswith="entry", decision__isnull=False,
+                                   filled_quantity__gt=0)
+              .values("decision").annotate(quantity=Sum("filled_quantity")))
+    out = []
+    for row in filled:
+        position = Position.objects.filter(account=account, decision=row["decision"]).first()
+        if position is None or (position.status == Position.Status.OPEN
+                                and row["quantity"] > (position.initial_quantity or position.quantity)):
+            out.append(Decision.objects.select_related("instrument", "snapshot").get(pk=row["decision"]))
+    return out
