@@ -283,8 +283,11 @@ def _refused_reprices(account: Account, now: datetime, config: TradingConfig) ->
 
 def entries_to_sync(account: Account):
     """Return the decisions whose entry fills the books' position does not reflect yet."""
+    # Closed trades are done: leaving them out keeps this per-tick query to the open and the unbooked ones.
+    closed = Position.objects.filter(account=account, status=Position.Status.CLOSED, decision__isnull=False)
     filled = (Order.objects.filter(account=account, leg__startswith="entry", decision__isnull=False,
                                    filled_quantity__gt=0)
+              .exclude(decision__in=closed.values("decision"))
               .values("decision").annotate(quantity=Sum("filled_quantity")))
     out = []
     for row in filled:
