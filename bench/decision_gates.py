@@ -25,11 +25,11 @@ time, which a busy shared machine does not inflate):
    one): most bars have no side, and a new Vote costs about 1 us of validation;
 3. packet: `packet_from_votes` (aggregation, flow filters, levels, edge, fusion, calibrated
    probability, risk level, entry zone);
-4. gates: the packet's levels on the tick grid (as `decisions/services.py` `_on_tick_grid`), a
+4. gates: the packet's levels on the tick grid (`decisions.pipeline.signal_on_tick_grid`), a
    `RiskState` for the bar, `evaluate_gates` (all 18 gates), then `check_rr_min` and
    `check_costs_vs_target` on LONG/SHORT, and `combine`;
 5. sizing: `size_detail` with the shrink factor on the risk, margin in use, the margin cap, open
-   positions and their cap and the tick size, as `decisions/services.py` `_sizing` does, on
+   positions and their cap and the tick size (`decisions.pipeline.sizing_for`, as live), on
    LONG/SHORT bars.
 The gates run on every bar, FLAT ones included (the journal records them), with the packet's side
 or LONG. The account templates rotate through calm, busy (10 trades today, 3 losses in a row,
@@ -68,10 +68,10 @@ from decisions.engine.calibration import Calibrator  # noqa: E402
 from decisions.engine.packet import Context, Packet, PacketParams, packet_from_votes  # noqa: E402
 from decisions.engine.rules import FlowView, Signal, decide  # noqa: E402
 from decisions.engine.strategies import Vote, strategies_from_names  # noqa: E402
-from decisions.risk.gates import check_costs_vs_target, check_rr_min  # noqa: E402
+from decisions import pipeline  # noqa: E402
 from decisions.risk.limits import ClosedTrade, OpenPosition, RecentOrder, RiskLimits, RiskState  # noqa: E402
-from decisions.risk.sizing import SizeResult, SizingInput, round_to_tick, size_detail  # noqa: E402
-from decisions.risk.wall import Verdict, combine, day_bounds, evaluate_gates  # noqa: E402
+from decisions.risk.sizing import SizeResult  # noqa: E402
+from decisions.risk.wall import Verdict, combine, day_bounds  # noqa: E402
 
 TARGET_US = 200.0
 HOUR_MS = 3_600_000
@@ -84,6 +84,10 @@ MTF_STATES = {1: "agree", 0: "neither", -1: "conflict"}
 TICK, STEP, MIN_NOTIONAL_USDT = Decimal("0.1"), Decimal("0.001"), Decimal("100")
 RISK_FRACTION, MAX_LEVERAGE, MAX_MARGIN_FRACTION = Decimal("0.005"), Decimal("3"), Decimal("0.5")
 RR_MIN, FEE_FRACTION, SLIPPAGE_BPS, COST_SHARE = Decimal("1.3"), Decimal("0.0004"), Decimal("1"), Decimal("0.25")
+TRADE = pipeline.TradeLimits(RR_MIN, FEE_FRACTION, SLIPPAGE_BPS, COST_SHARE, RISK_FRACTION, MAX_LEVERAGE,
+                             MAX_MARGIN_FRACTION, max_open_positions=3, configured_mode="ON", paused=False,
+                             auto_approve_confidence=0.8)
+MARKET = pipeline.MarketRules("BTCUSDT", TICK, STEP, MIN_NOTIONAL_USDT)
 
 
 class Features:
@@ -172,11 +176,8 @@ def day_templates(day_start_ms: int) -> list[tuple[RiskState, Decimal]]:
 
 
 def on_tick_grid(signal: Signal) -> Signal:
-    """Return the signal with its levels on the tick grid, as the live cycle sends them on."""
-    return replace(signal, entry_price=round_to_tick(signal.entry_price, TICK),
-                   stop_price=round_to_tick(signal.stop_price, TICK),
-                   target_price=round_to_tick(signal.target_price, TICK),
-                   take_profits=tuple((round_to_tick(p, TICK), share) for p, share in signal.take_profits))
+    """Return the signal with its levels on the tick grid: the live cycle's own step (decisions.pipeline)."""
+    return pipeline.signal_on_tick_grid(signal, TICK)
 
 
 @dataclass
@@ -243,24 +244,16 @@ def run(setup: Setup, warmup: int, bars: int | None = None) -> dict:
 
 
 def gate_verdict(signal: Signal, state: RiskState, now_ms: int, limits: RiskLimits) -> Verdict:
-    """Return the combined verdict of the 18 gates, plus reward/risk and costs on LONG/SHORT."""
-    trade = signal.action != "FLAT"
-    results = evaluate_gates(state, limits, now_ms, "SHORT" if signal.action == "SHORT" else "LONG", "BTCUSDT")
-    if trade:
-        results.append(check_rr_min(signal.entry_price, signal.stop_price, signal.take_profits, RR_MIN))
-        results.append(check_costs_vs_target(signal.entry_price, signal.target_price, FEE_FRACTION,
-                                             SLIPPAGE_BPS, COST_SHARE))
-    return combine(results)
+    """Return the combined verdict of the 18 gates, plus reward/risk and costs on LONG/SHORT (decisions.pipeline)."""
+    return combine(pipeline.gates_for(signal, state, limits, TRADE, MARKET, now_ms, {}))
 
 
 def size(signal: Signal, state: RiskState, margin_usdt: Decimal, size_factor: float,
          limits: RiskLimits) -> SizeResult:
-    """Return the size under every cap, the shrink factor scaling the risk, as the live cycle's `_sizing`."""
-    risk = RISK_FRACTION * Decimal(repr(size_factor)) if size_factor < 1 else RISK_FRACTION
-    return size_detail(SizingInput(
-        state.equity_now, risk, signal.entry_price, signal.stop_price, STEP, MIN_NOTIONAL_USDT, MAX_LEVERAGE,
-        tick_size=TICK, margin_in_use_usdt=margin_usdt, max_margin_fraction=MAX_MARGIN_FRACTION,
-        open_positions=len(state.open_positions), max_positions=limits.max_open_positions))
+    """Return the size under every cap, the shrink factor scaling the risk (decisions.pipeline, as live)."""
+    account = pipeline.AccountFacts(state.equity_now, margin_usdt, len(state.open_positions))
+    return pipeline.sizing_for(signal, replace(TRADE, max_open_positions=limits.max_open_positions), MARKET, account,
+                               size_factor)
 
 
 def report(timings: dict, one_off_s: float, warmup: int) -> None:

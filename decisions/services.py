@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ from analytics.models import Flow, Snapshot
 from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import MarketSnapshot, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
-from decisions import router
+from decisions import pipeline, router
 from decisions.approvals import decisions_expire
 from decisions.engine.calibration import Calibrator
 from decisions.engine.packet import Context as PacketContext
@@ -23,10 +22,8 @@ from decisions.params import flow_view, packet_params, sentiment_by_source, snap
 from decisions.audit_services import ENGINE, audit_append
 from decisions.models import AuditRecord, Decision, Mode, TradingConfig
 from decisions.overrides import gate_overrides_active
-from decisions.risk.gates import GateResult, check_costs_vs_target, check_rr_min, first_block
-from decisions.risk.wall import combine, evaluate_gates
+from decisions.risk.gates import GateResult, first_block
 from decisions.risk_state import risk_limits_for, risk_state_load
-from decisions.risk.sizing import SizingInput, round_stop, round_to_tick, size_detail
 from decisions.selectors import trading_config_get
 from execution import services as execution
 from execution.models import Account, Position
@@ -39,20 +36,35 @@ from market.models import Instrument
 logger = logging.getLogger(__name__)
 
 
+def _trade_limits(config: TradingConfig) -> pipeline.TradeLimits:
+    """Return the configuration the steps after the packet read."""
+    return pipeline.TradeLimits(
+        config.rr_min, config.taker_fee_fraction, config.slippage_bps, config.max_cost_to_target_fraction,
+        config.risk_per_trade_fraction, config.max_leverage, config.max_margin_fraction, config.max_open_positions,
+        config.mode, config.paused, config.auto_approve_confidence,
+        int(config.safe_until.timestamp() * 1000) if config.safe_until else None)
+
+
+def _market_rules(instrument: Instrument) -> pipeline.MarketRules:
+    return pipeline.MarketRules(instrument.exchange_symbol, instrument.tick_size, instrument.step_size,
+                                instrument.min_notional)
+
+
+def _account_facts(account: Account, config: TradingConfig, now: datetime) -> pipeline.AccountFacts:
+    open_rows = list(Position.objects.filter(account=account, status=Position.Status.OPEN)
+                     .values_list("quantity", "entry_price"))
+    margin_in_use = sum((q * p for q, p in open_rows), Decimal(0)) / config.max_leverage
+    return pipeline.AccountFacts(equity_now(account=account, now=now), margin_in_use, len(open_rows))
+
+
 def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
            signal: Signal, atr_percentile: float | None) -> list[GateResult]:
     """Return every gate's verdict; a FLAT signal is judged as a long so the journal shows pauses."""
     limits = risk_limits_for(config)
     state = risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
                             atr_percentile=atr_percentile)
-    side = "SHORT" if signal.action == "SHORT" else "LONG"
-    gates = evaluate_gates(state, limits, now, side, instrument.exchange_symbol,
-                           overridden=gate_overrides_active(now=now))
-    if signal.action != "FLAT":
-        gates.append(check_rr_min(signal.entry_price, signal.stop_price, signal.take_profits, config.rr_min))
-        gates.append(check_costs_vs_target(signal.entry_price, signal.target_price, config.taker_fee_fraction,
-                                           config.slippage_bps, config.max_cost_to_target_fraction))
-    return gates
+    return pipeline.gates_for(signal, state, limits, _trade_limits(config), _market_rules(instrument), now,
+                              gate_overrides_active(now=now))
 
 
 def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> Decision | None:
@@ -73,19 +85,17 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     flow = _flow(instrument, as_of, config)
     packet = packet_build(instrument=instrument, account=account, config=config, bars=bars, snapshot=snapshot,
                           flow=flow)
-    signal = _on_tick_grid(packet.signal, instrument.tick_size)
-    if flow is not None:
-        signal = replace(signal, rationale=signal.rationale + (_flow_line(flow),))
-    gates = _gates(config=config, account=account, instrument=instrument, now=now, signal=signal,
-                   atr_percentile=snapshot.extra.get("atr_percentile"))
-    sizing = _sizing(signal, config, account, instrument, now, combine(gates).size_factor)
-    _trip_breaker(config, gates, now)
-    mode = config.effective_mode(now)
-    routed = router.route(router.RouteInput(
-        signal.action, signal.reason, tuple(gates), config.paused, bool(sizing and sizing.quantity), mode,
-        config.mode, packet.confidence, config.auto_approve_confidence))
-    reason = routed.reason if sizing is None or sizing.quantity or signal.action == "FLAT" or \
-        routed.outcome != Decision.Outcome.SKIPPED else f"{signal.reason}; {sizing.reason}"
+    limits = risk_limits_for(config)
+    bar = pipeline.decide_bar(
+        packet, flow_line=_flow_line(flow) if flow is not None else None,
+        state=risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
+                              atr_percentile=snapshot.extra.get("atr_percentile")),
+        limits=limits, trade=_trade_limits(config), market=_market_rules(instrument),
+        account=_account_facts(account, config, now), now=now, overridden=gate_overrides_active(now=now))
+    signal, gates, sizing, routed = bar.signal, list(bar.gates), bar.sizing, bar.route
+    mode, reason = bar.mode, bar.reason
+    if bar.breaker_until_ms is not None:
+        _trip_breaker(config, gates, now)
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
@@ -249,34 +259,6 @@ def _trip_breaker(config: TradingConfig, gates: list[GateResult], now: datetime)
         audit_append(kind=AuditRecord.Kind.MODE_CHANGE, actor=ENGINE, subject=f"config:{config.pk}", now=now,
                      body={"from": config.mode, "to": Mode.SAFE, "until": until, "reason": daily.reason})
     broadcast_on_commit("status", {"mode": Mode.SAFE, "safe_until": until, "reason": daily.reason})
-
-
-def _sizing(signal: Signal, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
-            size_factor: float = 1.0):
-    """Return the size result of a LONG/SHORT signal under every cap, or None for FLAT."""
-    if signal.action == "FLAT":
-        return None
-    open_rows = list(Position.objects.filter(account=account, status=Position.Status.OPEN)
-                     .values_list("quantity", "entry_price"))
-    margin_in_use = sum((q * p for q, p in open_rows), Decimal(0)) / config.max_leverage
-    # A shrink verdict (e.g. high volatility -> half size) scales the risk taken, before the caps.
-    risk = config.risk_per_trade_fraction * Decimal(repr(size_factor)) if size_factor < 1 else \
-        config.risk_per_trade_fraction
-    return size_detail(SizingInput(
-        equity_now(account=account, now=now), risk, signal.entry_price, signal.stop_price, instrument.step_size,
-        instrument.min_notional, config.max_leverage, tick_size=instrument.tick_size,
-        margin_in_use_usdt=margin_in_use, max_margin_fraction=config.max_margin_fraction,
-        open_positions=len(open_rows), max_positions=config.max_open_positions))
-
-
-def _on_tick_grid(signal: Signal, tick: Decimal) -> Signal:
-    if signal.entry_price is None:
-        return signal
-    entry = round_to_tick(signal.entry_price, tick)
-    # The stop rounds away from the entry, as sizing assumes: never a tighter stop than analysed.
-    return replace(signal, entry_price=entry, stop_price=round_stop(signal.stop_price, entry, tick),
-                   target_price=round_to_tick(signal.target_price, tick),
-                   take_profits=tuple((round_to_tick(p, tick), share) for p, share in signal.take_profits))
 
 
 def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flow | None:

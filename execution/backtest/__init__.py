@@ -1,0 +1,1 @@
+"""Backtests: drive the trading core on a simulated clock and measure the result."""
