@@ -69,7 +69,7 @@ def flow_run(*, instrument: Instrument, as_of: datetime, params: FlowParams = DE
     inputs = flow_inputs_load(instrument=instrument, as_of=as_of, params=params, candle_timeframe=candle_timeframe)
     gap_warnings = []
     if not allow_gaps:
-        inputs, gap_warnings = _without_gappy_series(inputs, timeframe_ms(candle_timeframe))
+        inputs, gap_warnings = without_gappy_series(inputs, timeframe_ms(candle_timeframe))
     with transaction.atomic():
         row = flow_record(instrument=instrument, flow=build_flow(inputs, params, news))
         if gap_warnings:
@@ -81,7 +81,7 @@ def flow_run(*, instrument: Instrument, as_of: datetime, params: FlowParams = DE
 GAP_CHECK_WINDOW_MS = 24 * 3_600_000
 
 
-def _without_gappy_series(inputs: FlowInputs, candle_step_ms: int) -> tuple[FlowInputs, list[dict]]:
+def without_gappy_series(inputs: FlowInputs, candle_step_ms: int) -> tuple[FlowInputs, list[dict]]:
     """Return the inputs without any series that has a gap in the last day, and a warning for each."""
     series = {
         "funding": ([p.ts_ms for p in inputs.funding], 8 * 3_600_000),

@@ -36,7 +36,7 @@ from market.models import Instrument
 logger = logging.getLogger(__name__)
 
 
-def _trade_limits(config: TradingConfig) -> pipeline.TradeLimits:
+def trade_limits(config: TradingConfig) -> pipeline.TradeLimits:
     """Return the configuration the steps after the packet read."""
     return pipeline.TradeLimits(
         config.rr_min, config.taker_fee_fraction, config.slippage_bps, config.max_cost_to_target_fraction,
@@ -63,7 +63,7 @@ def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, n
     limits = risk_limits_for(config)
     state = risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
                             atr_percentile=atr_percentile)
-    return pipeline.gates_for(signal, state, limits, _trade_limits(config), _market_rules(instrument), now,
+    return pipeline.gates_for(signal, state, limits, trade_limits(config), _market_rules(instrument), now,
                               gate_overrides_active(now=now))
 
 
@@ -87,10 +87,10 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
                           flow=flow)
     limits = risk_limits_for(config)
     bar = pipeline.decide_bar(
-        packet, flow_line=_flow_line(flow) if flow is not None else None,
+        packet, flow_line=flow_line(flow) if flow is not None else None,
         state=risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
                               atr_percentile=snapshot.extra.get("atr_percentile")),
-        limits=limits, trade=_trade_limits(config), market=_market_rules(instrument),
+        limits=limits, trade=trade_limits(config), market=_market_rules(instrument),
         account=_account_facts(account, config, now), now=now, overridden=gate_overrides_active(now=now))
     signal, gates, sizing, routed = bar.signal, list(bar.gates), bar.sizing, bar.route
     mode, reason = bar.mode, bar.reason
@@ -271,7 +271,7 @@ def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flo
         return None
 
 
-def _flow_line(flow: Flow) -> str:
+def flow_line(flow: Flow) -> str:
     warnings = ", ".join(w["name"] for w in flow.warnings) or "no warnings"
     return (f"flow: crowd bias {flow.crowd_bias:+.2f}, trap {flow.trap_index:.2f}, "
             f"risk {flow.global_risk_score:.0f}/100 ({warnings})")

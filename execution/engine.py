@@ -50,6 +50,8 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
         if simulated and positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
                                                breakeven_after_tp1=config.breakeven_after_tp1) is not None:
             exits += 1
+        # Exits booked PnL into the balance: the decision sizes from the equity after them, not before.
+        account.refresh_from_db()
         if decide and decision_run(instrument=instrument, now=now, account=account) is not None:
             decisions += 1
         price = last_close(instrument=instrument, now=now)

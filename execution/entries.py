@@ -96,20 +96,22 @@ def _exit_fees(position: Position) -> Decimal:
     return fees["f"] or Decimal(0)
 
 
-def _trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
+def trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
     """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
     if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
         return None
-    # An explicit rounding: ccxt changes the thread's default decimal context once it has run.
-    return (multiple * Decimal(repr(decision.snapshot.atr))).quantize(decision.instrument.tick_size,
-                                                                      rounding=ROUND_HALF_EVEN)
+    # On the tick grid (a stored 0.1 reads back as 0.1000000000, so quantize(tick) would keep 10
+    # places), with an explicit rounding: ccxt changes the thread's default decimal context once it has run.
+    tick = decision.instrument.tick_size
+    distance = multiple * Decimal(repr(decision.snapshot.atr))
+    return (distance / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
 
 
 def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:
     targets = decision.take_profits or [{"price": str(decision.target_price), "share": "1"}]
     return {"decision": decision, "stop_price": decision.stop_price, "target_price": decision.target_price,
             "take_profits": [{**t, "filled": False} for t in targets],
-            "trail_distance": _trail_distance(decision, trail_atr_multiple)}
+            "trail_distance": trail_distance(decision, trail_atr_multiple)}
 
 
 def _open(decision: Decision, account: Account, quantity: Decimal, price: Decimal, fee: Decimal, now: datetime,
