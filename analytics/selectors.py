@@ -36,7 +36,7 @@ def _bars_from_rows(rows: list, step_ms: int) -> Bars:
     return Bars(times, values[:, 0], values[:, 1], values[:, 2], values[:, 3], values[:, 4], step_ms)
 
 
-def _resampled(bars: Bars, source: str, target: str) -> Bars:
+def resampled(bars: Bars, source: str, target: str) -> Bars:
     frame = pd.DataFrame({"open_time_ms": bars.open_time_ms, "open": bars.open, "high": bars.high,
                           "low": bars.low, "close": bars.close, "volume": bars.volume})
     # complete_only: a bucket is kept only when every source bar exists, so it has closed.
@@ -45,22 +45,49 @@ def _resampled(bars: Bars, source: str, target: str) -> Bars:
                 for c in ("open", "high", "low", "close", "volume")), timeframe_ms(target))
 
 
+def views_filled(higher: dict[str, Bars], timeframe: str, bars_per_view: int, load_source) -> dict[str, Bars]:
+    """Return the views with each thin one (under half of `bars_per_view`) resampled from the decision timeframe.
+
+    `load_source(n)` returns the last n bars of `timeframe`, loaded once for all thin views. Shared by
+    the live path (stored candles) and the backtester (candle arrays): one rule for both.
+    """
+    thin = [tf for tf in higher if tf != timeframe and len(higher[tf]) < bars_per_view // 2]
+    if not thin:
+        return higher
+    ratio = max(timeframe_ms(tf) // timeframe_ms(timeframe) for tf in thin)
+    source = load_source(min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
+    out = dict(higher)
+    for target in thin:
+        made = resampled(source, timeframe, target) if len(source) else higher[target]
+        if len(made) > len(higher[target]):
+            out[target] = made
+    return out
+
+
 def structure_bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int = 100) -> Bars:
     """Return up to `count` closed bars of `timeframe`, resampled from stored 1m bars when too few are stored."""
     bars = bars_load(instrument=instrument, timeframe=timeframe, now=now, count=count)
+    return structure_bars_from(bars, timeframe, count, lambda n: bars_load(instrument=instrument, timeframe="1m",
+                                                                            now=now, count=n))
+
+
+def structure_bars_from(bars: Bars, timeframe: str, count: int, load_1m) -> Bars:
+    """Return `bars`, or the last `count` bars resampled from 1m (`load_1m(n)`) when too few are stored.
+
+    Shared by the live path (stored candles) and the backtester (candle arrays): one rule for both.
+    """
     if len(bars) >= count // 2 or timeframe == "1m":
         return bars
     ratio = timeframe_ms(timeframe) // timeframe_ms("1m")
     # One bucket more: the oldest one is usually cut by the window and dropped as incomplete.
-    source = bars_load(instrument=instrument, timeframe="1m", now=now, count=min(ratio * (count + 1), 20_000))
+    source = load_1m(min(ratio * (count + 1), 20_000))
     if not len(source):
         return bars
-    resampled = _resampled(source, "1m", timeframe)
-    if len(resampled) > count:
-        resampled = Bars(*(a[-count:] for a in (resampled.open_time_ms, resampled.open, resampled.high,
-                                                 resampled.low, resampled.close, resampled.volume)),
-                         resampled.timeframe_ms)
-    return resampled if len(resampled) > len(bars) else bars
+    made = resampled(source, "1m", timeframe)
+    if len(made) > count:
+        made = Bars(*(a[-count:] for a in (made.open_time_ms, made.open, made.high, made.low, made.close,
+                                           made.volume)), made.timeframe_ms)
+    return made if len(made) > len(bars) else bars
 
 
 def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_per_view: int = 30,
@@ -72,15 +99,8 @@ def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_
     """
     views = [tf for tf in TIMEFRAMES if timeframe_ms(tf) >= timeframe_ms(timeframe)]
     higher = {tf: bars_load(instrument=instrument, timeframe=tf, now=now, count=bars_per_view) for tf in views}
-    thin = [tf for tf in views if tf != timeframe and len(higher[tf]) < bars_per_view // 2]
-    if thin:
-        ratio = max(timeframe_ms(tf) // timeframe_ms(timeframe) for tf in thin)
-        source = bars_load(instrument=instrument, timeframe=timeframe, now=now,
-                           count=min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
-        for target in thin:
-            resampled = _resampled(source, timeframe, target) if len(source) else higher[target]
-            if len(resampled) > len(higher[target]):
-                higher[target] = resampled
+    higher = views_filled(higher, timeframe, bars_per_view,
+                          lambda n: bars_load(instrument=instrument, timeframe=timeframe, now=now, count=n))
     structure = {tf: structure_bars_load(instrument=instrument, timeframe=tf, now=now)
                  for tf in structure_timeframes if tf != timeframe}
     book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)

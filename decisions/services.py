@@ -78,7 +78,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     existing = Decision.objects.filter(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of).first()
     if existing is not None:
         return existing
-    gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
+    gap = None if config.allow_data_gaps else window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
         return _decision_blocked_by_gap(instrument, config, as_of, gap, now)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
@@ -227,7 +227,7 @@ def analytics_record(*, instrument: Instrument, now: datetime) -> tuple[Snapshot
     bars = _bars(instrument, config, now)
     if bars is None:
         return None
-    gap = None if config.allow_data_gaps else _window_gap(instrument, config.decision_timeframe, bars)
+    gap = None if config.allow_data_gaps else window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
         raise SeriesGapError(gap)
     snapshot = snapshot_build(instrument=instrument, config=config, now=now, bars=bars)
@@ -277,8 +277,11 @@ def flow_line(flow: Flow) -> str:
             f"risk {flow.global_risk_score:.0f}/100 ({warnings})")
 
 
-def _window_gap(instrument: Instrument, timeframe: str, bars) -> str | None:
-    """Return why the analysed window cannot be trusted (a named gap), or None when complete."""
+def window_gap(instrument, timeframe: str, bars) -> str | None:
+    """Return why the analysed window cannot be trusted (a named gap), or None when complete.
+
+    `instrument` is a row or anything with its `exchange_symbol` (the backtester's InstrumentSpec).
+    """
     start = int(bars.open_time_ms[0])
     end = int(bars.open_time_ms[-1]) + bars.timeframe_ms
     try:

@@ -29,14 +29,13 @@ from decisions.engine.rules import decide
 from decisions.params import flow_view, packet_params, sentiment_by_source, snapshot_params
 from decisions.pipeline import AccountFacts, MarketRules, decide_bar
 from decisions.risk_state import risk_limits_for
-from decisions.services import flow_line, trade_limits
+from decisions.services import flow_line, trade_limits, window_gap
 from execution.backtest.world import Candles, InstrumentSpec, Ledger, LedgerOrder, Market, SimPosition
 from execution.brokers.paper import LadderPosition, PaperBroker, Target, ladder_step, position_pnl
 from execution.brokers.paper_model import liquidation_clearance_fee
 from execution.entries import trail_distance
 from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
 from execution.paper_venue import position_liquidation_price
-from market.coverage import SeriesGapError, require_complete
 from market.timeframes import timeframe_ms
 
 UNREALIZED_PLACES = Decimal("0.00000001")     # execution.services.equity_record
@@ -257,16 +256,6 @@ def _flow(run: _Run, as_of_ms: int) -> FlowRow | None:
     return FlowRow(flow.crowd_bias.value, flow.trap_index.value, flow.global_risk.value, warnings, parts)
 
 
-def _gap(run: _Run, bars) -> str | None:
-    start, end = int(bars.open_time_ms[0]), int(bars.open_time_ms[-1]) + bars.timeframe_ms
-    try:
-        require_complete(f"{run.spec.exchange_symbol} {run.config.decision_timeframe} candles", bars.open_time_ms,
-                         bars.timeframe_ms, start, end)
-    except SeriesGapError as exc:
-        return str(exc)
-    return None
-
-
 def _decide(run: _Run, now: datetime, cycle_balance: Decimal) -> None:
     config, market, now_ms = run.config, run.market, _ms(now)
     bars = market.bars_load(timeframe=config.decision_timeframe, now_ms=now_ms, count=config.history_bars)
@@ -276,7 +265,7 @@ def _decide(run: _Run, now: datetime, cycle_balance: Decimal) -> None:
     if as_of in run.decided:
         return
     run.decided.add(as_of)
-    gap = None if config.allow_data_gaps else _gap(run, bars)
+    gap = None if config.allow_data_gaps else window_gap(run.spec, config.decision_timeframe, bars)
     if gap is not None:
         run.decisions.append(DecisionRecord(as_of, "FLAT", "blocked", config.mode, f"data gap: {gap}"[:255],
                                             None, None, None, (), None, None, None, None))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from analytics.features.mtf import TIMEFRAMES
 from analytics.flow.types import CandlePoint, FlowInputs, FlowParams
-from analytics.selectors import MAX_RESAMPLE_SOURCE_BARS, _resampled
+from analytics.selectors import structure_bars_from, views_filled
 from analytics.snapshot import Bars, Context
 from decisions.risk.limits import ClosedTrade, OpenPosition, RecentOrder, RiskLimits, RiskState
 from decisions.risk.wall import day_bounds, week_bounds
@@ -124,33 +124,16 @@ class Market:
     def structure_bars_load(self, *, timeframe: str, now_ms: int, count: int = 100) -> Bars:
         """Return closed bars of `timeframe`, resampled from 1m bars when too few are stored."""
         bars = self.bars_load(timeframe=timeframe, now_ms=now_ms, count=count)
-        if len(bars) >= count // 2 or timeframe == "1m":
-            return bars
-        ratio = timeframe_ms(timeframe) // timeframe_ms("1m")
-        source = self.bars_load(timeframe="1m", now_ms=now_ms, count=min(ratio * (count + 1), 20_000))
-        if not len(source):
-            return bars
-        resampled = _resampled(source, "1m", timeframe)
-        if len(resampled) > count:
-            resampled = Bars(*(a[-count:] for a in (resampled.open_time_ms, resampled.open, resampled.high,
-                                                     resampled.low, resampled.close, resampled.volume)),
-                             resampled.timeframe_ms)
-        return resampled if len(resampled) > len(bars) else bars
+        return structure_bars_from(bars, timeframe, count,
+                                   lambda n: self.bars_load(timeframe="1m", now_ms=now_ms, count=n))
 
     def context_load(self, *, timeframe: str, now_ms: int, bars_per_view: int = 30,
                      structure_timeframes: tuple[str, ...] = ()) -> Context:
         """Return the closed multi-timeframe views and structure bars (analytics.selectors.context_load); no book."""
         views = [tf for tf in TIMEFRAMES if timeframe_ms(tf) >= timeframe_ms(timeframe)]
         higher = {tf: self.bars_load(timeframe=tf, now_ms=now_ms, count=bars_per_view) for tf in views}
-        thin = [tf for tf in views if tf != timeframe and len(higher[tf]) < bars_per_view // 2]
-        if thin:
-            ratio = max(timeframe_ms(tf) // timeframe_ms(timeframe) for tf in thin)
-            source = self.bars_load(timeframe=timeframe, now_ms=now_ms,
-                                    count=min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS))
-            for target in thin:
-                resampled = _resampled(source, timeframe, target) if len(source) else higher[target]
-                if len(resampled) > len(higher[target]):
-                    higher[target] = resampled
+        higher = views_filled(higher, timeframe, bars_per_view,
+                              lambda n: self.bars_load(timeframe=timeframe, now_ms=now_ms, count=n))
         structure = {tf: self.structure_bars_load(timeframe=tf, now_ms=now_ms)
                      for tf in structure_timeframes if tf != timeframe}
         return Context(higher=higher, structure=structure)

@@ -44,11 +44,11 @@ def _real_bars(market_data_dir, n=2000):
 
 
 def test_build_snapshot_real_candles_carries_every_feature(market_data_dir):
-    from analytics.selectors import _resampled
+    from analytics.selectors import resampled
     from analytics.snapshot import Context
 
     bars = _real_bars(market_data_dir)
-    higher = {"15m": bars, **{tf: _resampled(bars, "15m", tf) for tf in ("1h", "4h", "1d")}}
+    higher = {"15m": bars, **{tf: resampled(bars, "15m", tf) for tf in ("1h", "4h", "1d")}}
     book = np.array([[99.9, 5.0], [99.8, 1.0]]), np.array([[100.1, 1.0], [100.2, 1.0]])
 
     features = build_snapshot(bars.upto(300), SnapshotParams(), Context(higher, *book)).features()
