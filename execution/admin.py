@@ -4,7 +4,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from execution.models import Account, EquityPoint, Fill, Order, Position
+from execution.models import Account, BacktestRun, EquityPoint, Fill, Order, Position
 from execution.secrets import account_key_hint, account_keys_set
 
 KEY_FIELDS = ("api_key", "api_secret")
@@ -104,4 +104,20 @@ class EquityPointAdmin(admin.ModelAdmin):
     list_filter = ["account"]
     date_hierarchy = "ts"
     readonly_fields = [f.name for f in EquityPoint._meta.fields]
+@admin.register(BacktestRun)
+class BacktestRunAdmin(admin.ModelAdmin):
+    """Runs are results: read them here, start them with `manage.py backtest`."""
+
+    list_display = ("pk", "instrument", "timeframe", "start", "end", "status", "bars_done", "bars_total",
+                    "final_equity_usdt", "code_version", "created_at")
+    list_filter = ("status", "instrument", "timeframe")
+    readonly_fields = [f.name for f in BacktestRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 from execution import admin_reconciliation  # noqa: E402,F401  (registers ReconciliationRun)

@@ -259,3 +259,36 @@ class EngineLease(models.Model):
 
     def __str__(self):
         return f"engine lease {self.account_id}: {self.holder or 'free'}"
+
+
+class BacktestRun(models.Model):
+    """One backtest: what ran (parameters, data range, code version) and what came out (trades, equity, metrics)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="backtests")
+    timeframe = models.CharField(max_length=4)
+    start = models.DateTimeField(help_text="first bar close decided on (UTC)")
+    end = models.DateTimeField(help_text="last bar close decided on (UTC)")
+    starting_equity_usdt = models.DecimalField(**MONEY)
+    final_equity_usdt = models.DecimalField(**MONEY, null=True, blank=True)
+    parameters = models.JSONField(default=dict, help_text="the trading configuration the run used")
+    code_version = models.CharField(max_length=64, help_text="git commit of the code that ran")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True)
+    bars_total = models.PositiveIntegerField(default=0)
+    bars_done = models.PositiveIntegerField(default=0)
+    trades = models.JSONField(default=list, help_text="closed trades: entry, exit, reason, fees, funding, R")
+    equity = models.JSONField(default=list, help_text="[epoch ms, equity USDT] at every bar close")
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"backtest {self.pk} {self.instrument} {self.timeframe} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"

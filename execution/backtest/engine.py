@@ -13,6 +13,7 @@ overrides, order books, derivatives and manual inputs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -142,7 +143,8 @@ class _Run:
 
 def backtest_run(*, candles: dict[str, Candles], instrument: InstrumentSpec, config, starting_equity: Decimal,
                  start: datetime, end: datetime | None = None, account_name: str = "paper",
-                 first_position_id: int = 1) -> BacktestResult:
+                 first_position_id: int = 1,
+                 progress: Callable[[int, int], None] | None = None) -> BacktestResult:
     """Return the decisions, orders, fills, trades and equity of the live cycle run at every bar close.
 
     `candles` maps timeframes to their arrays; the decision timeframe's must be there, finer ones
@@ -150,14 +152,18 @@ def backtest_run(*, candles: dict[str, Candles], instrument: InstrumentSpec, con
     close of the decision timeframe from `start` to `end` (default: the last bar's close), aware
     UTC. `config` is a TradingConfig (only read). `account_name` and `first_position_id` give the
     intent ids the live account would (entries hash the account name, exits the position id).
+    `progress(done, total)` is called after each bar close.
     """
     run = _Run(config, instrument, Market(candles), Ledger(starting_equity, starting_equity), account_name,
                first_position_id)
     series = candles[config.decision_timeframe]
     step = series.step_ms
     last = _ms(end) if end is not None else int(series.open_time_ms[-1]) + step
-    for now_ms in range(_ms(start), last + 1, step):
+    closes = range(_ms(start), last + 1, step)
+    for done, now_ms in enumerate(closes, 1):
         _cycle(run, _dt(now_ms))
+        if progress is not None:
+            progress(done, len(closes))
     return BacktestResult(tuple(run.decisions), tuple(run.orders), tuple(run.fills), tuple(run.ledger.positions),
                           tuple(run.equity))
 
