@@ -71,10 +71,14 @@ def test_timeouts_same_seed_replays_the_same_faults_and_venue_orders(emulator, c
 
 
 def _venue_shape(rig) -> list[tuple[str, str, str]]:
-    """Return the venue's orders without ids: (leg, status, quantity), in placement order."""
+    """Return the venue's orders without ids: (leg, status, quantity), sorted.
+
+    Sorted, not in placement order: a stop resent after a timeout is placed on a later tick, and
+    whether that lands before or after the targets depends on the client's wall-clock timeout.
+    """
     with rig.venue.lock:
         normal = [(o.client_order_id.rsplit("-", 1)[-1], o.status, f"{o.quantity:f}")
                   for o in rig.venue.state.orders.values() if not o.algo_id]
         algos = [(a.client_algo_id.rsplit("-", 1)[-1], a.status, f"{a.quantity:f}")
                  for a in rig.venue.state.algo_orders.values()]
-    return normal + algos
+    return sorted(normal + algos)
