@@ -51,18 +51,6 @@ def demo():
                           api_secret_encrypted="gAAAA-ciphertext-of-the-secret")
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("operator", password="pw", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer", password="pw"))
-    return client
-
-
 def run_of(account, *, minutes_ago=10, trigger="startup", clean=False, **fields) -> ReconciliationRun:
     started = NOW - dt.timedelta(minutes=minutes_ago)
     base = dict(differences=[] if clean else DIFFERENCES, actions=[] if clean else ACTIONS,

@@ -43,18 +43,6 @@ def btc():
     return InstrumentFactory(data_source="exchange")
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("operator", password="pw", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer", password="pw"))
-    return client
-
-
 def pending(instrument, **overrides) -> Decision:
     base = dict(instrument=instrument, timeframe="15m", as_of=NOW - 10 * MINUTE, action="LONG", mode="HYBRID",
                 outcome="pending", approval="pending", entry_price=Decimal("65050"), stop_price=Decimal("64800.5"),
