@@ -1,5 +1,5 @@
 """Dashboard pages and their JSON and CSV endpoints."""
-from django.urls import path
+from django.urls import include, path
 
 from dashboard import views, views_decisions, views_inputs, views_reconciliation
 
@@ -29,4 +29,11 @@ urlpatterns = [
     path("inputs/<slug:kind>/cancel/", views_inputs.upload_cancel, name="inputs-cancel"),
     path("inputs/<slug:kind>/schema.json", views_inputs.upload_schema, name="inputs-schema"),
     path("inputs/<slug:kind>/example.json", views_inputs.upload_example, name="inputs-example"),
+    # Each page below keeps its routes in its own module.
+    path("", include("dashboard.urls_chart")),
+    path("", include("dashboard.urls_control")),
+    path("", include("dashboard.urls_backtests")),
+    path("", include("dashboard.urls_drift")),
+    path("", include("dashboard.urls_health")),
+    path("", include("dashboard.urls_logs")),
 ]

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import permissions
+from dashboard import roles
 from dashboard import selectors as dashboard_selectors
 from decisions import approvals, selectors
 from decisions.models import Action, Decision, GateOverride
@@ -60,9 +60,13 @@ class OverrideForm(forms.Form):
     gate = forms.ChoiceField(choices=[(name, name) for name in GATE_ORDER])
     until = forms.DateTimeField(label="Until (UTC)", widget=MINUTE_INPUT, help_text="at most 24 hours ahead")
     reason = forms.CharField(max_length=255)
+    confirm = forms.BooleanField(label="I confirm this gate will not protect the account until then",
+                                 error_messages={"required": "tick the confirmation: an override lifts a risk limit"})
 
 
-staff_required = permissions.staff_required("act on decisions or override gates")
+operator_required = roles.role_required(roles.OPERATOR, "act on decisions or revoke gate overrides")
+# Letting a risk gate pass lifts a limit: an admin's call.
+admin_required = roles.role_required(roles.ADMIN, "override risk gates")
 
 
 LEVEL_FIELDS = ("entry_price", "entry_zone_low", "entry_zone_high", "stop_price", "target_price", "quantity")
@@ -127,7 +131,8 @@ def _page(request, *, journal_form: JournalForm, status: int = 200, override_for
     context = {
         "header": dashboard_selectors.header_state(config),
         "now": now,
-        "can_act": request.user.is_staff,
+        "can_act": roles.has_role(request.user, roles.OPERATOR),
+        "can_override": roles.has_role(request.user, roles.ADMIN),
         "mode": config.effective_mode(now),
         "snooze_minutes": config.snooze_minutes,
         "awaiting": _rows(selectors.decisions_awaiting(now=now)),
@@ -166,7 +171,7 @@ def decision(request, pk: int):
         "header": dashboard_selectors.header_state(config),
         "now": timezone.now(),
         "decision": row,
-        "can_act": request.user.is_staff and row.outcome == Decision.Outcome.PENDING,
+        "can_act": roles.has_role(request.user, roles.OPERATOR) and row.outcome == Decision.Outcome.PENDING,
         "snooze_minutes": config.snooze_minutes,
         "n": levels(row),
         "ladder": take_profit_ladder(row),
@@ -210,7 +215,7 @@ def _act(request, pk: int, action, **kwargs):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def decision_approve(request, pk: int):
     """Approve a pending decision: it executes now if the gates and its entry zone still allow."""
     row, refused = _act(request, pk, approvals.decision_approve)
@@ -226,7 +231,7 @@ def decision_approve(request, pk: int):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def decision_reject(request, pk: int):
     """Reject a pending decision, with an optional note kept in the journal."""
     form = RejectForm(request.POST)
@@ -241,7 +246,7 @@ def decision_reject(request, pk: int):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def decision_snooze(request, pk: int):
     """Put a pending decision aside for some minutes (the configured default when empty)."""
     form = SnoozeForm(request.POST)
@@ -256,13 +261,14 @@ def decision_snooze(request, pk: int):
 
 @login_required
 @require_POST
-@staff_required
+@admin_required
 def override_create(request):
     """Let one gate pass until a moment, audited; a refusal re-renders the form with the reason."""
     form = OverrideForm(request.POST)
     if form.is_valid():
         try:
-            override = gate_override_create(**form.cleaned_data, actor=_actor(request), now=timezone.now())
+            fields = {k: v for k, v in form.cleaned_data.items() if k != "confirm"}
+            override = gate_override_create(**fields, actor=_actor(request), now=timezone.now())
         except OverrideRefused as exc:
             form.add_error(None, str(exc))
         else:
@@ -273,7 +279,7 @@ def override_create(request):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def override_revoke(request, pk: int):
     """End an active override now, audited."""
     now = timezone.now()

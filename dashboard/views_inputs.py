@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import permissions, selectors
+from dashboard import roles, selectors
 from dashboard.forms import ConfirmForm, SentimentForm, UploadForm
 from market.manual import selectors as manual_selectors
 from market.manual import services
@@ -63,7 +63,7 @@ def _kind(slug: str) -> UploadKind:
         raise Http404(f"unknown input kind {slug!r}") from None
 
 
-staff_required = permissions.staff_required("enter manual inputs")
+operator_required = roles.role_required(roles.OPERATOR, "enter manual inputs")
 
 
 def _page(request, *, status: int = 200, previews: dict | None = None, upload_forms: dict | None = None,
@@ -81,7 +81,7 @@ def _page(request, *, status: int = 200, previews: dict | None = None, upload_fo
         "history": manual_selectors.upload_history(limit=50),
         "sentiment_form": sentiment_form or SentimentForm(),
         "sentiment_recent": manual_selectors.sentiment_recent(limit=20),
-        "can_enter": request.user.is_staff,
+        "can_enter": roles.has_role(request.user, roles.OPERATOR),
     }
     return render(request, "dashboard/inputs.html", context, status=status)
 
@@ -95,7 +95,7 @@ def inputs(request):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def upload_preview(request, kind: str):
     """Check an uploaded file and show what it would write; keep it pending until confirmed."""
     spec = _kind(kind)
@@ -121,7 +121,7 @@ def upload_preview(request, kind: str):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def upload_confirm(request, kind: str):
     """Save the pending file previewed on this page, all rows or none."""
     spec = _kind(kind)
@@ -162,7 +162,7 @@ def _pending_drop(request, kind: str) -> None:
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def upload_cancel(request, kind: str):
     """Forget the pending file of `kind` without saving it."""
     _kind(kind)
@@ -173,7 +173,7 @@ def upload_cancel(request, kind: str):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def sentiment_add(request):
     """Record one sentiment reading entered on the page."""
     form = SentimentForm(request.POST)

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import permissions
+from dashboard import roles
 from dashboard import selectors as dashboard_selectors
 from execution.models import Account, ReconciliationRun
 from execution.reconciliation import gate as reconciliation_gate
@@ -29,7 +29,7 @@ DIFFERENCE_FIELDS = ("kind", "subject", "ours", "venue", "detail")
 # Action keys with a column of their own; the rest (side, leg, quantity, state ...) go to "parameters".
 ACTION_COLUMNS = frozenset({"kind", "symbol", "client_order_id", "detail", "outcome", "note", "fill", "venue_order"})
 
-staff_required = permissions.staff_required("acknowledge reconciliation runs")
+operator_required = roles.role_required(roles.OPERATOR, "acknowledge reconciliation runs")
 
 
 class RunFilterForm(forms.Form):
@@ -147,7 +147,7 @@ def reconciliation(request, pk: int):
         "actions": action_rows(run),
         "gate": gate_state(run.account),
         "refusal": refusal,
-        "can_acknowledge": request.user.is_staff and not refusal,
+        "can_acknowledge": roles.has_role(request.user, roles.OPERATOR) and not refusal,
         "form": AcknowledgeForm(),
     }
     return render(request, "dashboard/reconciliation.html", context)
@@ -155,7 +155,7 @@ def reconciliation(request, pk: int):
 
 @login_required
 @require_POST
-@staff_required
+@operator_required
 def reconciliation_acknowledge(request, pk: int):
     """Acknowledge a dirty run once confirmed: its account may trade despite the differences; audited."""
     run = get_object_or_404(ReconciliationRun.objects.select_related("account"), pk=pk)

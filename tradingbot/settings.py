@@ -38,6 +38,10 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_prometheus",
     "market",
     "analytics",
     "decisions",
@@ -46,6 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -54,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "tradingbot.urls"
@@ -175,10 +181,31 @@ DECISION_INTERVAL_MINUTES = env.int("DECISION_INTERVAL_MINUTES", default=5)
 # Manual JSON uploads (ETF flows, liquidation zones): larger files are refused with a clear message.
 MANUAL_UPLOAD_MAX_BYTES = env.int("MANUAL_UPLOAD_MAX_BYTES", default=1024 * 1024)
 
+# The API for scripts (docs/API.md): per-user tokens (admin -> Auth Token) or the browser session,
+# viewers read and operators write (dashboard.roles), throttled per user.
 REST_FRAMEWORK = {
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["dashboard.roles.ReadViewerWriteOperator"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend",
+                                "rest_framework.filters.OrderingFilter"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle",
+                                 "rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env("API_THROTTLE_USER", default="6000/minute"),
+                               "anon": env("API_THROTTLE_ANON", default="60/minute")},
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Trading bot API",
+    "DESCRIPTION": "Read market data, analytics, decisions and execution; act as an operator. See docs/API.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {

@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("dashboard.api.urls")),
+    path("", include("dashboard.urls_probes")),
     path("", include("dashboard.urls")),
 ]

@@ -12,6 +12,7 @@ from market.manual import services
 from market.manual.schemas import ETF_FLOWS_EXAMPLE, LIQUIDATION_ZONES_EXAMPLE, validate
 from market.models import EtfFlow, LiquidationZone, ManualUpload, SentimentInput
 from tests.dashboard.factories import InstrumentFactory
+from tests.dashboard.conftest import user_with_role
 from tests.market.manual.cases import BAD_FILES, NOW, encode
 
 pytestmark = pytest.mark.django_db
@@ -31,11 +32,11 @@ def frozen_now():
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("analyst", password="pw", is_staff=True)
+    return user_with_role(django_user_model, "analyst", "operator")
 
 
 @pytest.fixture
-def staff_client(client, staff):
+def operator_client(client, staff):
     client.force_login(staff)
     return client
 
@@ -63,14 +64,14 @@ def test_inputs_anonymous_redirects_to_login(client, name, args):
 
 
 @pytest.mark.parametrize(("name", "args"), POSTS)
-def test_inputs_non_staff_cannot_enter(client, django_user_model, name, args):
+def test_inputs_viewer_cannot_enter(client, django_user_model, name, args):
     client.force_login(django_user_model.objects.create_user("viewer", password="pw"))
 
     assert client.post(reverse(name, args=args)).status_code == 403
 
 
-def test_inputs_page_shows_forms_nav_and_downloads(staff_client):
-    html = staff_client.get(reverse("dashboard:inputs")).content.decode()
+def test_inputs_page_shows_forms_nav_and_downloads(operator_client):
+    html = operator_client.get(reverse("dashboard:inputs")).content.decode()
 
     assert 'aria-current="page">Inputs</a>' in html
     assert html.count('enctype="multipart/form-data"') == 2
@@ -78,25 +79,25 @@ def test_inputs_page_shows_forms_nav_and_downloads(staff_client):
     assert "Record reading" in html and "No uploads yet." in html
 
 
-def test_inputs_page_for_non_staff_hides_forms(client, django_user_model):
+def test_inputs_page_for_viewer_hides_forms(client, django_user_model):
     client.force_login(django_user_model.objects.create_user("viewer", password="pw"))
 
     html = client.get(reverse("dashboard:inputs")).content.decode()
 
-    assert "Only staff users may upload" in html and "multipart/form-data" not in html
+    assert "Only operators may upload" in html and "multipart/form-data" not in html
 
 
-def test_etf_preview_shows_rows_and_writes_nothing_then_confirm_saves(staff_client):
+def test_etf_preview_shows_rows_and_writes_nothing_then_confirm_saves(operator_client):
     content = encode(ETF_FLOWS_EXAMPLE)
 
-    shown = preview(staff_client, "etf-flows", content, "flows.json")
+    shown = preview(operator_client, "etf-flows", content, "flows.json")
 
     html = shown.content.decode()
     assert shown.status_code == 200
     assert "Confirm and save" in html and "562900000.00" in html and "-494100000.00" in html
     assert ManualUpload.objects.count() == EtfFlow.objects.count() == 0
 
-    saved = confirm(staff_client, "etf-flows", services.sha256_hex(content))
+    saved = confirm(operator_client, "etf-flows", services.sha256_hex(content))
 
     html = saved.content.decode()
     assert "saved flows.json as upload #" in html and "4 new, 0 superseded, 0 unchanged rows" in html
@@ -106,11 +107,11 @@ def test_etf_preview_shows_rows_and_writes_nothing_then_confirm_saves(staff_clie
     assert reverse("dashboard:inputs-original", args=[upload.pk]) in html
 
 
-def test_zones_preview_then_confirm_saves(staff_client, btc):
+def test_zones_preview_then_confirm_saves(operator_client, btc):
     content = encode(LIQUIDATION_ZONES_EXAMPLE)
 
-    html = preview(staff_client, "liquidation-zones", content).content.decode()
-    confirm(staff_client, "liquidation-zones", services.sha256_hex(content))
+    html = preview(operator_client, "liquidation-zones", content).content.decode()
+    confirm(operator_client, "liquidation-zones", services.sha256_hex(content))
 
     assert "73200.5" in html and "binanceusdm:BTC/USDT:USDT" in html
     assert LiquidationZone.objects.count() == 2
@@ -118,8 +119,8 @@ def test_zones_preview_then_confirm_saves(staff_client, btc):
 
 @pytest.mark.parametrize(("kind", "content", "path", "words"), [c[1:] for c in BAD_FILES],
                          ids=[c[0] for c in BAD_FILES])
-def test_preview_bad_file_shows_problem_and_writes_nothing(staff_client, btc, kind, content, path, words):
-    response = preview(staff_client, SLUGS[kind], content)
+def test_preview_bad_file_shows_problem_and_writes_nothing(operator_client, btc, kind, content, path, words):
+    response = preview(operator_client, SLUGS[kind], content)
 
     html = response.content.decode()
     assert "nothing was written" in html and "Confirm and save" not in html
@@ -127,71 +128,71 @@ def test_preview_bad_file_shows_problem_and_writes_nothing(staff_client, btc, ki
     assert any(p.path == path and words in p.reason for p in problems), problems
     assert f"<code>{path or 'file'}</code>" in html
     assert ManualUpload.objects.count() == EtfFlow.objects.count() == LiquidationZone.objects.count() == 0
-    assert "manual_inputs_pending" not in staff_client.session
+    assert "manual_inputs_pending" not in operator_client.session
 
 
-def test_preview_over_configured_limit_is_refused(staff_client, settings):
+def test_preview_over_configured_limit_is_refused(operator_client, settings):
     settings.MANUAL_UPLOAD_MAX_BYTES = 100
 
-    html = preview(staff_client, "etf-flows", encode(ETF_FLOWS_EXAMPLE)).content.decode()
+    html = preview(operator_client, "etf-flows", encode(ETF_FLOWS_EXAMPLE)).content.decode()
 
     assert "the limit is 100 bytes" in html and ManualUpload.objects.count() == 0
 
 
-def test_preview_of_uploaded_file_says_when_and_by_whom(staff_client, staff):
+def test_preview_of_uploaded_file_says_when_and_by_whom(operator_client, staff):
     content = encode(ETF_FLOWS_EXAMPLE)
     services.etf_flows_upload(content=content, filename="first.json", user=staff, now=NOW - timedelta(minutes=10))
 
-    html = preview(staff_client, "etf-flows", content).content.decode()
+    html = preview(operator_client, "etf-flows", content).content.decode()
 
     assert "already uploaded on 2024-03-12 13:50 UTC by analyst" in html
     assert "Confirm and save" not in html and EtfFlow.objects.count() == 4
 
 
-def test_confirm_of_file_uploaded_meanwhile_is_a_no_op(staff_client, django_user_model):
+def test_confirm_of_file_uploaded_meanwhile_is_a_no_op(operator_client, django_user_model):
     content = encode(ETF_FLOWS_EXAMPLE)
-    preview(staff_client, "etf-flows", content)
+    preview(operator_client, "etf-flows", content)
     other = django_user_model.objects.create_user("other", is_staff=True)
     services.etf_flows_upload(content=content, filename="theirs.json", user=other, now=NOW)
 
-    html = confirm(staff_client, "etf-flows", services.sha256_hex(content)).content.decode()
+    html = confirm(operator_client, "etf-flows", services.sha256_hex(content)).content.decode()
 
     assert "theirs.json was already uploaded on 2024-03-12 14:00 UTC by other" in html
     assert ManualUpload.objects.count() == 1 and EtfFlow.objects.count() == 4
 
 
-def test_confirm_checks_again_and_shows_new_problems(staff_client, staff):
+def test_confirm_checks_again_and_shows_new_problems(operator_client, staff):
     content = encode({**ETF_FLOWS_EXAMPLE, "flows": ETF_FLOWS_EXAMPLE["flows"][:1]})
-    preview(staff_client, "etf-flows", content)
+    preview(operator_client, "etf-flows", content)
     later = {**ETF_FLOWS_EXAMPLE, "known_at": "2024-03-12T13:59:00Z",
              "flows": [{"date": "2024-03-11", "fund": "IBIT", "net_flow_usd": 1}]}
     services.etf_flows_upload(content=encode(later), filename="later", user=staff, now=NOW)
 
-    html = confirm(staff_client, "etf-flows", services.sha256_hex(content)).content.decode()
+    html = confirm(operator_client, "etf-flows", services.sha256_hex(content)).content.decode()
 
     assert "a revision must be known later" in html and ManualUpload.objects.count() == 1
 
 
-def test_confirm_without_pending_file_saves_nothing(staff_client):
-    html = confirm(staff_client, "etf-flows", "0" * 64).content.decode()
+def test_confirm_without_pending_file_saves_nothing(operator_client):
+    html = confirm(operator_client, "etf-flows", "0" * 64).content.decode()
 
     assert "nothing to confirm" in html and ManualUpload.objects.count() == 0
 
 
-def test_confirm_of_other_file_than_previewed_saves_nothing(staff_client):
-    preview(staff_client, "etf-flows", encode(ETF_FLOWS_EXAMPLE))
+def test_confirm_of_other_file_than_previewed_saves_nothing(operator_client):
+    preview(operator_client, "etf-flows", encode(ETF_FLOWS_EXAMPLE))
 
-    html = confirm(staff_client, "etf-flows", "f" * 64).content.decode()
+    html = confirm(operator_client, "etf-flows", "f" * 64).content.decode()
 
     assert "nothing to confirm" in html and ManualUpload.objects.count() == 0
 
 
-def test_cancel_forgets_pending_file(staff_client):
+def test_cancel_forgets_pending_file(operator_client):
     content = encode(ETF_FLOWS_EXAMPLE)
-    preview(staff_client, "etf-flows", content)
+    preview(operator_client, "etf-flows", content)
 
-    staff_client.post(reverse("dashboard:inputs-cancel", args=["etf-flows"]))
-    html = confirm(staff_client, "etf-flows", services.sha256_hex(content)).content.decode()
+    operator_client.post(reverse("dashboard:inputs-cancel", args=["etf-flows"]))
+    html = confirm(operator_client, "etf-flows", services.sha256_hex(content)).content.decode()
 
     assert "nothing to confirm" in html and ManualUpload.objects.count() == 0
 
@@ -205,31 +206,31 @@ def test_preview_without_csrf_token_is_forbidden(staff):
     assert response.status_code == 403
 
 
-def test_preview_unknown_kind_is_404(staff_client):
-    assert preview(staff_client, "options", b"{}").status_code == 404
+def test_preview_unknown_kind_is_404(operator_client):
+    assert preview(operator_client, "options", b"{}").status_code == 404
 
 
 @pytest.mark.parametrize("slug", ["etf-flows", "liquidation-zones"])
-def test_schema_and_example_downloads_are_consistent(staff_client, slug):
-    schema = staff_client.get(reverse("dashboard:inputs-schema", args=[slug]))
-    example = staff_client.get(reverse("dashboard:inputs-example", args=[slug]))
+def test_schema_and_example_downloads_are_consistent(operator_client, slug):
+    schema = operator_client.get(reverse("dashboard:inputs-schema", args=[slug]))
+    example = operator_client.get(reverse("dashboard:inputs-example", args=[slug]))
 
     assert schema["Content-Disposition"] == f'attachment; filename="{slug}.schema.json"'
     assert validate(json.loads(example.content), json.loads(schema.content)) == []
 
 
-def test_original_download_returns_uploaded_bytes(staff_client, staff):
+def test_original_download_returns_uploaded_bytes(operator_client, staff):
     content = encode(ETF_FLOWS_EXAMPLE)
     upload = services.etf_flows_upload(content=content, filename="flows.json", user=staff, now=NOW).upload
 
-    response = staff_client.get(reverse("dashboard:inputs-original", args=[upload.pk]))
+    response = operator_client.get(reverse("dashboard:inputs-original", args=[upload.pk]))
 
     assert response.content == content
-    assert staff_client.get(reverse("dashboard:inputs-original", args=[upload.pk + 1])).status_code == 404
+    assert operator_client.get(reverse("dashboard:inputs-original", args=[upload.pk + 1])).status_code == 404
 
 
-def test_sentiment_form_records_reading_known_now(staff_client, staff):
-    response = staff_client.post(reverse("dashboard:inputs-sentiment"),
+def test_sentiment_form_records_reading_known_now(operator_client, staff):
+    response = operator_client.post(reverse("dashboard:inputs-sentiment"),
                                  {"asset": "btc", "score": "-0.35", "source": "fear&greed", "note": ""}, follow=True)
 
     reading = SentimentInput.objects.get()
@@ -244,10 +245,10 @@ def test_sentiment_form_records_reading_known_now(staff_client, staff):
     ({"known_at": "2024-03-12 10:00", "valid_until": "2024-03-12 09:00"}, "must be after known_at"),
     ({"source": ""}, "This field is required"),
 ])
-def test_sentiment_form_bad_values_show_error_and_write_nothing(staff_client, changes, words):
+def test_sentiment_form_bad_values_show_error_and_write_nothing(operator_client, changes, words):
     data = {"asset": "BTC", "score": "0.1", "source": "s"} | changes
 
-    response = staff_client.post(reverse("dashboard:inputs-sentiment"), data)
+    response = operator_client.post(reverse("dashboard:inputs-sentiment"), data)
 
     assert response.status_code == 400 and words in response.content.decode()
     assert SentimentInput.objects.count() == 0

@@ -13,6 +13,7 @@ from decisions.models import AuditRecord
 from execution.models import ReconciliationRun
 from execution.reconciliation import trading_enabled
 from tests.dashboard.factories import AccountFactory
+from tests.dashboard.conftest import user_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +106,7 @@ def test_reconciliation_acknowledge_anonymous_redirects_and_changes_nothing(clie
     assert run.acknowledged_by == "" and not AuditRecord.objects.exists()
 
 
-def test_reconciliation_acknowledge_by_non_staff_is_forbidden_and_changes_nothing(viewer_client, demo):
+def test_reconciliation_acknowledge_by_viewer_is_forbidden_and_changes_nothing(viewer_client, demo):
     run = run_of(demo)
 
     response = acknowledge(viewer_client, run)
@@ -120,7 +121,7 @@ def test_reconciliation_acknowledge_by_non_staff_is_forbidden_and_changes_nothin
 def test_reconciliation_acknowledge_without_csrf_token_is_forbidden(demo, django_user_model):
     run = run_of(demo)
     client = Client(enforce_csrf_checks=True)
-    client.force_login(django_user_model.objects.create_user("operator", password="pw", is_staff=True))
+    client.force_login(user_with_role(django_user_model, "operator", "operator"))
 
     response = acknowledge(client, run)
 
@@ -128,10 +129,10 @@ def test_reconciliation_acknowledge_without_csrf_token_is_forbidden(demo, django
     assert response.status_code == 403 and run.acknowledged_by == ""
 
 
-def test_reconciliation_acknowledge_get_is_not_allowed(staff_client, demo):
+def test_reconciliation_acknowledge_get_is_not_allowed(operator_client, demo):
     run = run_of(demo)
 
-    response = staff_client.get(reverse("dashboard:reconciliation-acknowledge", args=[run.pk]))
+    response = operator_client.get(reverse("dashboard:reconciliation-acknowledge", args=[run.pk]))
 
     run.refresh_from_db()
     assert response.status_code == 405 and run.acknowledged_by == ""
@@ -264,10 +265,10 @@ def test_reconciliation_detail_action_not_yet_carried_out_says_so(viewer_client,
     assert "not carried out" in section(html, "actions") and "not finished" in html
 
 
-def test_reconciliation_detail_staff_sees_confirm_form(staff_client, demo):
+def test_reconciliation_detail_staff_sees_confirm_form(operator_client, demo):
     run = run_of(demo)
 
-    form = section(get(staff_client, "dashboard:reconciliation", run.pk), "acknowledge")
+    form = section(get(operator_client, "dashboard:reconciliation", run.pk), "acknowledge")
 
     assert f'action="{reverse("dashboard:reconciliation-acknowledge", args=[run.pk])}"' in form
     assert "csrfmiddlewaretoken" in form
@@ -279,16 +280,16 @@ def test_reconciliation_detail_viewer_sees_no_form(viewer_client, demo):
 
     form = section(get(viewer_client, "dashboard:reconciliation", run.pk), "acknowledge")
 
-    assert "<form" not in form and "Only staff users may acknowledge" in form
+    assert "<form" not in form and "Only operators may acknowledge" in form
 
 
 # --- acknowledging -----------------------------------------------------------------------------
 
-def test_reconciliation_acknowledge_by_staff_opens_trading_and_is_audited(staff_client, demo):
+def test_reconciliation_acknowledge_by_operator_opens_trading_and_is_audited(operator_client, demo):
     run = run_of(demo)
     blocked = trading_enabled(demo)[0]
 
-    response = acknowledge(staff_client, run)
+    response = acknowledge(operator_client, run)
 
     run.refresh_from_db()
     assert blocked is False and trading_enabled(demo)[0] is True
@@ -301,10 +302,10 @@ def test_reconciliation_acknowledge_by_staff_opens_trading_and_is_audited(staff_
     assert record.body["note"] == "stray order checked on the venue by hand"
 
 
-def test_reconciliation_acknowledge_without_note_is_refused(staff_client, demo):
+def test_reconciliation_acknowledge_without_note_is_refused(operator_client, demo):
     run = run_of(demo)
 
-    response = acknowledge(staff_client, run, note="")
+    response = acknowledge(operator_client, run, note="")
 
     run.refresh_from_db()
     assert run.acknowledged_by == "" and trading_enabled(demo)[0] is False
@@ -312,10 +313,10 @@ def test_reconciliation_acknowledge_without_note_is_refused(staff_client, demo):
     assert not AuditRecord.objects.exists()
 
 
-def test_reconciliation_acknowledge_without_confirmation_is_refused(staff_client, demo):
+def test_reconciliation_acknowledge_without_confirmation_is_refused(operator_client, demo):
     run = run_of(demo)
 
-    response = acknowledge(staff_client, run, confirm=False)
+    response = acknowledge(operator_client, run, confirm=False)
 
     run.refresh_from_db()
     assert run.acknowledged_by == "" and trading_enabled(demo)[0] is False
@@ -324,10 +325,10 @@ def test_reconciliation_acknowledge_without_confirmation_is_refused(staff_client
     assert not AuditRecord.objects.exists()
 
 
-def test_reconciliation_acknowledge_clean_run_is_refused(staff_client, demo):
+def test_reconciliation_acknowledge_clean_run_is_refused(operator_client, demo):
     run = run_of(demo, clean=True)
 
-    response = acknowledge(staff_client, run)
+    response = acknowledge(operator_client, run)
 
     run.refresh_from_db()
     assert (run.acknowledged_by, run.acknowledged_at) == ("", None)
@@ -335,11 +336,11 @@ def test_reconciliation_acknowledge_clean_run_is_refused(staff_client, demo):
     assert not AuditRecord.objects.exists()
 
 
-def test_reconciliation_acknowledge_twice_keeps_the_first_and_says_so(staff_client, demo):
+def test_reconciliation_acknowledge_twice_keeps_the_first_and_says_so(operator_client, demo):
     first_at = NOW - 60 * SECOND
     run = run_of(demo, acknowledged_by="alice", acknowledged_at=first_at)
 
-    response = acknowledge(staff_client, run)
+    response = acknowledge(operator_client, run)
 
     run.refresh_from_db()
     assert (run.acknowledged_by, run.acknowledged_at) == ("alice", first_at)
@@ -348,11 +349,11 @@ def test_reconciliation_acknowledge_twice_keeps_the_first_and_says_so(staff_clie
     assert not AuditRecord.objects.exists()
 
 
-def test_reconciliation_acknowledge_run_before_a_restart_warns_trading_stays_disabled(staff_client, demo):
+def test_reconciliation_acknowledge_run_before_a_restart_warns_trading_stays_disabled(operator_client, demo):
     old = run_of(demo, minutes_ago=30)
     latest = run_of(demo, minutes_ago=10)
 
-    response = acknowledge(staff_client, old)
+    response = acknowledge(operator_client, old)
 
     old.refresh_from_db()
     assert old.acknowledged_by == "operator" and trading_enabled(demo)[0] is False

