@@ -265,11 +265,27 @@ class BacktestRun(models.Model):
     """One backtest: what ran (parameters, data range, code version) and what came out (trades, equity, metrics)."""
 
     class Status(models.TextChoices):
+        QUEUED = "queued"
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
 
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="backtests")
+    class Kind(models.TextChoices):
+        RUN = "run", "single run"
+        WALK_FORWARD = "walkforward", "walk-forward"
+        SWEEP = "sweep", "parameter sweep"
+        FOLD = "fold", "walk-forward fold"
+        POINT = "point", "sweep point"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.RUN)
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children",
+                               help_text="the walk-forward or sweep this fold or point belongs to")
+    label = models.CharField(max_length=64, blank=True, help_text='e.g. "fold 3 test" or "risk 0.5%"')
+    requested_by = models.CharField(max_length=150, blank=True, help_text="user who started it, or the command line")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="backtests",
+                                   help_text="the first (or only) symbol")
+    symbols = models.JSONField(default=list, blank=True,
+                               help_text="every symbol traded on the one account, when more than one")
     timeframe = models.CharField(max_length=4)
     start = models.DateTimeField(help_text="first bar close decided on (UTC)")
     end = models.DateTimeField(help_text="last bar close decided on (UTC)")
@@ -292,3 +308,25 @@ class BacktestRun(models.Model):
 
     def __str__(self):
         return f"backtest {self.pk} {self.instrument} {self.timeframe} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+
+class DriftReport(models.Model):
+    """Live (or paper) versus backtest over the same stored inputs, decision by decision."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="drift_reports")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    created_at = models.DateTimeField()
+    code_version = models.CharField(max_length=64)
+    summary = models.JSONField(default=dict, help_text="PnL gap split into signal, fill price, fees, funding, latency")
+    rows = models.JSONField(default=list, help_text="one row per decision moment: live vs backtest")
+    slippage_bps = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
+                                       help_text="average entry/exit slippage of live fills against the backtest")
+    slippage_limit_bps = models.DecimalField(max_digits=12, decimal_places=4)
+    alert = models.BooleanField(default=False, help_text="slippage passed the limit")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"drift {self.account.name} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
