@@ -172,6 +172,9 @@ EXCHANGE_API_SECRET = env("EXCHANGE_API_SECRET", default="")
 # the first encrypts. Empty = derived from SECRET_KEY, which then must never rotate (docs/OPERATIONS.md).
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 LIVE_TRADING_CONFIRMED = env.bool("LIVE_TRADING_CONFIRMED", default=False)
+
+# Bearer token Prometheus sends to /metrics; empty = /metrics answers 403 (docs/OPERATIONS.md).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 PAPER_STARTING_EQUITY_USDT = env("PAPER_STARTING_EQUITY_USDT", default="10000")
 # Data source for run_bot: auto (exchange, else replay, else simulated) | exchange | replay | simulated
 DATA_SOURCE = env("DATA_SOURCE", default="auto")

@@ -293,12 +293,17 @@ def test_canary_admin_pages_show_only_the_hint(canary_account, admin_client):
 
 
 def _routes(patterns, namespace: str, pk: int = 1) -> list[str]:
-    """Return the URL of every route in `patterns`, filling path arguments with the canary's market."""
+    """Return the URL of every route in `patterns` (and the modules they include), filling path
+    arguments with the canary's market."""
     values = {"symbol": "BTCUSDT", "pk": pk, "kind": "etf-flows"}
     urls = []
     for pattern in patterns:
-        assert not isinstance(pattern, URLResolver), "nested includes: extend _routes"
-        if isinstance(pattern, URLPattern):
+        if isinstance(pattern, URLResolver):
+            assert pattern.namespace is None, "a namespaced include: extend _routes"
+            urls += _routes(pattern.url_patterns, namespace, pk)
+        elif isinstance(pattern, URLPattern):
+            missing = set(pattern.pattern.converters) - set(values)
+            assert not missing, f"{pattern.name}: give the canary a value for {missing}"
             kwargs = {name: values[name] for name in pattern.pattern.converters}
             urls.append(reverse(f"{namespace}:{pattern.name}", kwargs=kwargs))
     return urls
