@@ -95,6 +95,81 @@ def overview_state(*, now: dt.datetime | None = None) -> dict:
         "decision": _decision_summary(instrument),
         "positions": positions,
         "account": _account_summary(account, positions, now) if account else None,
+        "risk": risk_today(account, instrument, config, now) if account and instrument else None,
+        "approvals": approvals_pending(now),
+        "health": _health(now),
+    }
+
+
+def _health(now: dt.datetime) -> dict:
+    from dashboard.health import health_summary  # the health module reads the stored self-test
+
+    return health_summary(now=now)
+
+
+APPROVALS_SHOWN = 10
+
+
+def approvals_pending(now: dt.datetime) -> list[dict]:
+    """Return the decisions waiting for an operator's approval at `now` (not snoozed), newest first."""
+    from decisions.selectors import decisions_awaiting
+
+    rows = []
+    for decision in decisions_awaiting(now=now)[:APPROVALS_SHOWN]:
+        instrument = decision.instrument
+        rows.append({
+            "id": decision.pk,
+            "as_of": decision.as_of,
+            "symbol": instrument.symbol,
+            "timeframe": decision.timeframe,
+            "action": decision.action,
+            "entry_price": _to_tick(decision.entry_price, instrument),
+            "entry_zone_low": _to_tick(decision.entry_zone_low, instrument),
+            "entry_zone_high": _to_tick(decision.entry_zone_high, instrument),
+            "stop_price": _to_tick(decision.stop_price, instrument),
+            "target_price": _to_tick(decision.target_price, instrument),
+            "quantity": _normal(decision.quantity),
+            "confidence": decision.confidence,
+            "expires_at": decision.expires_at,
+            "reason": decision.reason,
+        })
+    return rows
+
+
+def risk_today(account: Account, instrument: Instrument, config: TradingConfig, now: dt.datetime) -> dict | None:
+    """Return today's PnL and the daily loss budget left, counted exactly as the daily_loss gate counts them.
+
+    The day is the risk timezone's; the loss is from the equity the day started with to the day's
+    lowest equity (a loss recovered later still used the budget). None when the limits do not load.
+    """
+    from decisions.risk.gates import check_daily_loss
+    from decisions.risk.wall import day_bounds
+    from decisions.risk_state import risk_limits_for, risk_state_load
+
+    try:
+        limits = risk_limits_for(config)
+    except (ValueError, TypeError):
+        return None
+    state = risk_state_load(account=account, instrument=instrument, now=now, limits=limits, atr_percentile=None)
+    start = state.day_start_equity
+    low = state.equity_now if state.day_low_equity is None else min(state.day_low_equity, state.equity_now)
+    limit = start * limits.daily_loss_fraction
+    used = max(start - low, Decimal(0))
+    left = max(limit - used, Decimal(0))
+    gate = check_daily_loss(start, low, limits.daily_loss_fraction)
+    return {
+        "day_start": dt.datetime.fromtimestamp(day_bounds(now, limits)[0] / 1000, dt.UTC),
+        "timezone": limits.timezone,
+        "day_start_equity_usdt": start.quantize(CENT),
+        "pnl_today_usdt": (state.equity_now - start).quantize(CENT),
+        "pnl_today_pct": round(float((state.equity_now - start) / start * 100), 2) if start > 0 else None,
+        "loss_limit_usdt": limit.quantize(CENT),
+        "loss_limit_pct": round(float(limits.daily_loss_fraction * 100), 2),
+        "loss_used_usdt": used.quantize(CENT),
+        "budget_left_usdt": left.quantize(CENT),
+        "budget_left_pct": round(float(left / limit * 100), 1) if limit > 0 else 0.0,
+        "blocked": gate.blocked,
+        "gate_reason": gate.reason,
     }
 
 
@@ -202,11 +277,25 @@ def _positions_open(account: Account, now: dt.datetime, decision_timeframe: str)
             "entry_price": _to_tick(position.entry_price, instrument),
             "stop_price": _to_tick(position.stop_price, instrument),
             "target_price": _to_tick(position.target_price, instrument),
+            "take_profits": _ladder(position, instrument),
             "opened_at": position.opened_at,
             "mark_price": mark["value"] if mark else None,
             "unrealized_pnl_usdt": unrealized_pnl(position, mark["value"]) if mark else None,
         })
     return rows
+
+
+def _ladder(position: Position, instrument: Instrument) -> list[dict]:
+    """Return the position's targets as TP1..n with their price, share in percent and whether they filled."""
+    ladder = []
+    for number, target in enumerate(position.take_profits or [], start=1):
+        try:
+            price, share = Decimal(str(target["price"])), Decimal(str(target.get("share", "0")))
+        except (KeyError, ArithmeticError, TypeError):
+            continue  # a malformed row is shown by the admin, not guessed at here
+        ladder.append({"label": f"TP{number}", "price": _to_tick(price, instrument),
+                       "share_pct": _normal(share * 100), "filled": bool(target.get("filled"))})
+    return ladder
 
 
 def unrealized_pnl(position: Position, mark_price: Decimal) -> Decimal:

@@ -9,7 +9,7 @@ from django.http import HttpResponseBadRequest, JsonResponse, StreamingHttpRespo
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from dashboard import selectors
+from dashboard import roles, selectors
 from execution.models import Account
 
 
@@ -33,9 +33,11 @@ class EquityRangeForm(forms.Form):
 @login_required
 @require_GET
 def overview(request):
-    """Render the overview: mode, market, last decision, positions and account."""
+    """Render the overview: mode, market, last decision, today's risk, approvals, positions and account."""
     state = selectors.overview_state()
-    return render(request, "dashboard/overview.html", {"state": state, "header": state})
+    context = {"state": state, "header": state, "can_act": roles.has_role(request.user, roles.OPERATOR),
+               "snooze_minutes": selectors.trading_config().snooze_minutes}
+    return render(request, "dashboard/overview.html", context)
 
 
 @login_required

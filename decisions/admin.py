@@ -1,11 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import F
-from django.db import transaction
 from django.utils import timezone
 
 from decisions.approvals import ApprovalRefused, decision_approve, decision_reject, decision_snooze
-from decisions.audit_services import config_change_audit
+from decisions.control import config_version_save
 from decisions.models import AuditRecord, Decision, GateOverride, TradingConfig
 from decisions.overrides import OverrideRefused, gate_override_create, gate_override_revoke, override_check
 from decisions.risk.wall import GATE_ORDER
@@ -67,13 +65,8 @@ class TradingConfigAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """Save as a new version and append each changed field to the audit chain: who, what, why."""
         changed = [name for name in form.changed_data if name != "change_reason"]
-        with transaction.atomic():
-            if change and changed:
-                obj.version = F("version") + 1
-            super().save_model(request, obj, form, change)
-            obj.refresh_from_db(fields=["version"])
-            config_change_audit(config=obj, changed=changed, initial=form.initial, reason=form.cleaned_data["change_reason"],
-                                actor=request.user.get_username(), now=timezone.now())
+        config_version_save(config=obj, changed=changed, initial=form.initial, reason=form.cleaned_data["change_reason"],
+                            actor=request.user.get_username(), now=timezone.now())
 
     def has_delete_permission(self, request, obj=None):
         return False

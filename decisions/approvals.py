@@ -74,6 +74,9 @@ def decision_approve(*, decision_id: int, actor: str, now: datetime) -> Decision
         if mode != Mode.ON and mode != Mode.HYBRID:
             raise ApprovalRefused(f"mode {mode} is in force: nothing is executed"
                                   + (" (circuit breaker)" if mode != config.mode else ""))
+        if config.paused:
+            # Paused (or stopped) means no new position, whoever asks; resume first.
+            raise ApprovalRefused("the bot is paused: resume it before approving; nothing is executed")
         blocked, price = gates_recheck(decision=decision, config=config, now=now)
         if blocked is not None:
             raise ApprovalRefused(f"blocked by {blocked.name}: {blocked.reason}")

@@ -113,6 +113,8 @@ def _hold_safe(*, actor: str, now: datetime, reason: str) -> None:
     with transaction.atomic():
         config = TradingConfig.objects.select_for_update().order_by("pk").first() or TradingConfig.objects.create()
         before = config.mode
+        if before == Mode.SAFE and config.paused:
+            return  # already held (the kill switch of another account got here first): nothing to record
         TradingConfig.objects.filter(pk=config.pk).update(mode=Mode.SAFE, paused=True)
         audit_append(kind=AuditRecord.Kind.MODE_CHANGE, actor=actor, subject=f"config:{config.pk}", now=now,
                      body={"from": before, "to": Mode.SAFE, "paused": True, "reason": reason})

@@ -97,9 +97,29 @@
     return td;
   }
 
+  function targetsCell(p) {
+    const td = cell('', 'target');
+    td.dataset.cell = 'targets';
+    const ladder = p.take_profits || [];
+    if (!ladder.length) {
+      td.textContent = format(p.target_price);
+      return td;
+    }
+    for (const tp of ladder) {
+      const span = document.createElement('span');
+      span.className = tp.filled ? 'tp tp-filled' : 'tp';
+      const small = document.createElement('small');
+      small.textContent = `${tp.share_pct}%` + (tp.filled ? ' filled' : '');
+      span.append(`${tp.label} ${tp.price} `, small);
+      td.append(span, ' ');
+    }
+    return td;
+  }
+
   function positionRow(p) {
     const tr = document.createElement('tr');
     tr.dataset.position = p.id;
+    tr.dataset.positionId = p.id;  // the stable selector: [data-position-id="<id>"]
     const side = cell('');
     const badge = document.createElement('span');
     badge.className = 'action action-' + p.side.toLowerCase();
@@ -110,9 +130,10 @@
     setSignClass(pnl, p.unrealized_pnl_usdt);
     const mark = cell(format(p.mark_price), 'num');
     mark.dataset.cell = 'mark';
-    tr.append(cell(p.symbol), side, cell(p.quantity, 'num'), cell(p.entry_price, 'num'), mark,
-      cell(p.stop_price, 'num stop'), cell(p.target_price, 'num target'), pnl,
-      cell(format(p.opened_at, 'time').slice(0, 16)));
+    const stop = cell(format(p.stop_price), 'num stop');
+    stop.dataset.cell = 'stop';
+    tr.append(cell(p.symbol), side, cell(p.quantity, 'num'), cell(p.entry_price, 'num'), mark, stop,
+      targetsCell(p), pnl, cell(format(p.opened_at, 'time').slice(0, 16)));
     return tr;
   }
 
@@ -129,6 +150,132 @@
       return;
     }
     body.replaceChildren(...positions.map(positionRow));
+  }
+
+  // --- pending approvals ------------------------------------------------------------
+  function actForm(card, act, id, extra) {
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.action = card.dataset[act + 'Url'].replace('/0/', `/${id}/`);
+    form.dataset.liveSubmit = '';
+    form.dataset.act = act;
+    const csrf = card.querySelector('[data-csrf] input[name="csrfmiddlewaretoken"]');
+    const next = document.createElement('input');
+    Object.assign(next, { type: 'hidden', name: 'next', value: card.dataset.next || '/' });
+    form.append(csrf ? csrf.cloneNode() : '', next);
+    if (extra) form.append(extra);
+    const button = document.createElement('button');
+    button.type = 'submit';
+    button.className = act === 'approve' ? 'primary' : 'secondary';
+    button.textContent = act.charAt(0).toUpperCase() + act.slice(1);
+    form.append(button);
+    return form;
+  }
+
+  function input(attrs) {
+    const el = document.createElement('input');
+    Object.assign(el, attrs);
+    el.setAttribute('aria-label', attrs.ariaLabel);
+    return el;
+  }
+
+  function small(text) {
+    const el = document.createElement('small');
+    el.className = 'muted';
+    el.textContent = text;
+    return el;
+  }
+
+  function approvalRow(card, d, canAct) {
+    const tr = document.createElement('tr');
+    tr.dataset.approvalId = d.id;
+    const when = cell('');
+    const link = document.createElement('a');
+    link.href = card.dataset.approveUrl.replace(/0\/approve\/$/, `${d.id}/`);
+    link.textContent = format(d.as_of, 'time').slice(0, 16);
+    when.appendChild(link);
+    const side = cell('');
+    const badge = document.createElement('span');
+    badge.className = 'action action-' + d.action.toLowerCase();
+    badge.textContent = d.action;
+    side.appendChild(badge);
+    const what = cell(`${d.symbol} ${d.timeframe}`, 'wrap');
+    what.append(document.createElement('br'), small(d.reason));
+    const entry = cell(format(d.entry_price), 'num');
+    entry.append(document.createElement('br'), small(`${format(d.entry_zone_low)} – ${format(d.entry_zone_high)}`));
+    tr.append(when, what, side, entry, cell(format(d.stop_price), 'num stop'),
+      cell(format(d.target_price), 'num target'), cell(format(d.quantity), 'num'),
+      cell(d.confidence == null ? '—' : Number(d.confidence).toFixed(2), 'num'),
+      cell(d.expires_at ? format(d.expires_at, 'time').slice(0, 16) : 'never'));
+    if (canAct) {
+      const act = cell('', 'act');
+      act.append(actForm(card, 'approve', d.id),
+        actForm(card, 'reject', d.id, input({ type: 'text', name: 'note', maxLength: 255, placeholder: 'note (optional)',
+          ariaLabel: `Note on rejecting decision ${d.id}` })),
+        actForm(card, 'snooze', d.id, input({ type: 'number', name: 'minutes', min: 1, max: 1440,
+          value: card.dataset.snoozeMinutes, ariaLabel: `Minutes to snooze decision ${d.id}` })));
+      tr.appendChild(act);
+    }
+    return tr;
+  }
+
+  function applyApprovals(approvals) {
+    const card = document.querySelector('[data-approvals-card]');
+    const body = card && card.querySelector('[data-approvals]');
+    if (!body) return;
+    const shown = [...body.querySelectorAll('[data-approval-id]')].map((tr) => tr.dataset.approvalId).join(',');
+    // Re-render only when the queue changed, so a note being typed is not wiped by a price tick.
+    if (shown === approvals.map((d) => String(d.id)).join(',')) return;
+    const canAct = card.dataset.canAct === '1';
+    if (!approvals.length) {
+      const tr = document.createElement('tr');
+      tr.className = 'empty';
+      const td = cell('Nothing waits for approval.', 'muted');
+      td.colSpan = canAct ? 10 : 9;
+      tr.appendChild(td);
+      body.replaceChildren(tr);
+      return;
+    }
+    body.replaceChildren(...approvals.map((d) => approvalRow(card, d, canAct)));
+  }
+
+  // Approve / Reject / Snooze without leaving the page: POST the form as the browser would, then
+  // show the messages of the page it redirects to; the position arrives over the websocket.
+  async function liveSubmit(form) {
+    const buttons = form.querySelectorAll('button');
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const response = await fetch(form.action, { method: 'POST', body: new FormData(form), credentials: 'same-origin' });
+      showMessages(await response.text(), response.status);
+    } catch (err) {
+      showNotice('error', `Not sent: ${err.message}. Reload the page and try again.`);
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+      scheduleRefresh();
+    }
+  }
+
+  function showMessages(html, status) {
+    const doc = new DOMParser().parseFromString(html, 'text/html');
+    const notices = [...doc.querySelectorAll('[data-messages] .notice')];
+    if (notices.length) {
+      const box = document.querySelector('[data-messages]');
+      if (box) box.replaceChildren(...notices.map((n) => document.importNode(n, true)));
+      return;
+    }
+    if (status >= 400) {
+      const reason = doc.querySelector('main p');
+      showNotice('error', reason ? reason.textContent : `The server refused (${status}).`);
+    }
+  }
+
+  function showNotice(level, text) {
+    const box = document.querySelector('[data-messages]');
+    if (!box) return;
+    const p = document.createElement('p');
+    p.className = `notice notice-${level}`;
+    p.textContent = text;
+    box.replaceChildren(p);
   }
 
   function newerPrice(previous, s) {
@@ -148,7 +295,10 @@
     applyHeader(s);
     document.querySelectorAll('[data-bind]').forEach((el) => setBound(el, lookup(s, el.dataset.bind)));
     document.querySelectorAll('[data-list]').forEach((el) => applyList(el, lookup(s, el.dataset.list)));
+    document.querySelectorAll('[data-show]').forEach((el) => { el.hidden = !lookup(s, el.dataset.show); });
+    document.querySelectorAll('[data-meter]').forEach((el) => { el.value = Number(lookup(s, el.dataset.meter) || 0); });
     applyPositions(s.positions || []);
+    applyApprovals(s.approvals || []);
   }
 
   // --- incremental events -----------------------------------------------------------
@@ -266,6 +416,13 @@
       setTimeout(connect, delay);
     });
   }
+
+  document.addEventListener('submit', (ev) => {
+    const form = ev.target;
+    if (!(form instanceof HTMLFormElement) || !('liveSubmit' in form.dataset) || !window.fetch) return;
+    ev.preventDefault();
+    liveSubmit(form);
+  });
 
   document.addEventListener('DOMContentLoaded', () => {
     const conn = document.querySelector('[data-conn]');

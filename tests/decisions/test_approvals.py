@@ -162,6 +162,17 @@ def test_decision_approve_on_mode_also_executes(decision, config, now):
     assert Position.objects.filter(decision=decision, status="open").count() == 1
 
 
+def test_decision_approve_while_paused_is_refused_and_changes_nothing(decision, config, now):
+    config.paused = True
+    config.save()
+
+    with pytest.raises(ApprovalRefused, match="the bot is paused: resume it before approving"):
+        decision_approve(decision_id=decision.pk, actor="alice", now=now)
+
+    assert_untouched(decision)
+    assert approvals_of(decision) == []
+
+
 @pytest.mark.parametrize("low_offset, high_offset", [
     (D("100"), D("200")),     # the price fell below the zone
     (D("-200"), D("-100")),   # the price rose above it
