@@ -356,7 +356,9 @@ class Decision(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["instrument", "timeframe", "as_of"], name="uniq_decision")]
-        indexes = [models.Index(fields=["outcome", "expires_at"], name="decision_outcome_expiry")]
+        # as_of, id: the newest decision (every page's header) and the journal's pages read it in order.
+        indexes = [models.Index(fields=["outcome", "expires_at"], name="decision_outcome_expiry"),
+                   models.Index(fields=["as_of", "id"], name="decision_as_of_id")]
         ordering = ["-as_of"]
         get_latest_by = "as_of"
 
@@ -413,7 +415,8 @@ class AuditRecord(models.Model):
         ordering = ["seq"]
         get_latest_by = "seq"
         indexes = [models.Index(fields=["subject"], name="audit_subject"),
-                   models.Index(fields=["kind", "ts"], name="audit_kind_ts")]
+                   models.Index(fields=["kind", "ts"], name="audit_kind_ts"),
+                   models.Index(fields=["kind", "seq"], name="audit_kind_seq")]  # the logs page's kind filter
 
     def __str__(self):
         return f"#{self.seq} {self.kind} {self.subject} by {self.actor}"

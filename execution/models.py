@@ -89,7 +89,8 @@ class Order(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["intent_id", "leg"], name="uniq_order_intent_leg")]
-        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["instrument", "created_at"])]
+        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["instrument", "created_at"]),
+                   models.Index(fields=["created_at", "id"], name="order_created_id")]  # the logs page's order list
         ordering = ["-created_at"]
 
     def __str__(self):
