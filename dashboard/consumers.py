@@ -1,8 +1,10 @@
 """The dashboard's live websocket: current state on connect, then every pipeline event."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -13,6 +15,47 @@ from dashboard.events import LIVE_GROUP, ROLE_ENV
 
 # Application close code for "log in first", in the 4000-4999 range RFC 6455 leaves to applications.
 CLOSE_UNAUTHENTICATED = 4401
+
+
+class StateReads:
+    """Share overview_state reads among the clients of one event loop that ask at the same time.
+
+    After a restart every open page reconnects, and after a fill every page asks for a refresh:
+    without sharing, N pages cost N reads queued on Channels' one database thread, and the
+    handshakes queued behind them time out. A client only shares a read that starts after it asked
+    (so after it joined the group): one read runs at a time, and everyone who asks meanwhile gets
+    the next one.
+    """
+
+    _per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self):
+        self.lock = asyncio.Lock()
+        self.waiting: asyncio.Future | None = None
+        self.reads = 0
+
+    @classmethod
+    def of_loop(cls) -> StateReads:
+        loop = asyncio.get_running_loop()
+        if loop not in cls._per_loop:
+            cls._per_loop[loop] = cls()
+        return cls._per_loop[loop]
+
+    async def get(self) -> dict:
+        """Return an overview state read that started after this call."""
+        if self.waiting is None:
+            self.waiting = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().create_task(self._read(self.waiting))
+        return await asyncio.shield(self.waiting)
+
+    async def _read(self, result: asyncio.Future) -> None:
+        async with self.lock:
+            self.waiting = None  # who asks from now on waits for the next read
+            self.reads += 1
+            try:
+                result.set_result(await database_sync_to_async(selectors.overview_state)())
+            except Exception as exc:
+                result.set_exception(exc)
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -42,15 +85,38 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.joined:
             await self.channel_layer.group_discard(LIVE_GROUP, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # A bad frame is answered, not allowed to crash the consumer and drop the page's stream.
+        try:
+            content = json.loads(text_data) if text_data else None
+        except ValueError:
+            content = None
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs):
-        # The page asks for a fresh state after events that change several panels at once.
-        if isinstance(content, dict) and content.get("type") == "refresh":
+        """Answer `refresh` with the state; refuse anything else, whatever the user's role."""
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "refresh":
+            # The page asks for a fresh state after events that change several panels at once.
             await self.send_state()
+            return
+        # The socket only reads. Actions go through the pages' forms, which check CSRF and the
+        # role and write the audit trail; a second way in would have to repeat all three.
+        await self.send_json({"event": "refused", "data": {
+            "type": kind[:64] if isinstance(kind, str) else None,
+            "reason": "the live socket is read-only; only {\"type\": \"refresh\"} is accepted"}})
 
     async def send_state(self):
         """Send the overview state as a `state` event."""
-        state = await database_sync_to_async(selectors.overview_state)()
-        await self.send_json({"event": "state", "data": state})
+        await self.send_json({"event": "state", "data": await StateReads.of_loop().get()})
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections before every handler, a hop through its one
+        # database thread; a live event touches no database, and 200 pages would queue 200 hops.
+        if message["type"] == "live.event":
+            await self.live_event(message)
+        else:
+            await super().dispatch(message)
 
     async def live_event(self, message):
         await self.send_json({"event": message["event"], "data": message["data"]})

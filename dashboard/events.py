@@ -3,13 +3,20 @@
 Inside the web process, or with channels-redis, an event goes straight to the channel layer.
 A worker process (engine, django-q2) on the in-memory layer cannot reach the web process's
 memory, so it writes the event to the LiveEvent outbox instead and the web process relays it
-(dashboard/relay.py).
+(dashboard/relay.py). After each outbox write the worker rings a doorbell, a one-byte datagram
+to every web process's Unix socket, so a relay forwards the row at once instead of at its next
+poll; the poll stays as the safety net for a ring that never arrives (and the only way for a
+web process on another machine sharing the database).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import socket
+import tempfile
+from pathlib import Path
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -34,6 +41,36 @@ def uses_outbox() -> bool:
     return in_memory and os.environ.get(ROLE_ENV) == "worker"
 
 
+def doorbell_dir() -> Path:
+    """Return the directory holding the doorbell sockets of the web processes sharing this outbox.
+
+    Keyed by the database: the processes that share an outbox share the directory, and two
+    deployments (or two test runs) on one machine never ring each other.
+    """
+    db = settings.DATABASES["default"]
+    key = "|".join(str(db.get(part) or "") for part in ("ENGINE", "HOST", "PORT", "NAME"))
+    return Path(tempfile.gettempdir()) / f"tradingbot-live-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def doorbell_ring() -> None:
+    """Wake every listening relay now; a missing or dead listener only costs its next poll."""
+    if not hasattr(socket, "AF_UNIX"):
+        return
+    try:
+        paths = list(doorbell_dir().glob("*.sock"))
+    except OSError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for path in paths:
+            try:
+                sock.sendto(b"!", str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # left by a web process that is gone
+            except OSError:
+                pass  # a full queue: that relay is awake already
+
+
 def broadcast(event: str, payload: dict) -> None:
     """Send `payload` as an `event` message to every subscribed dashboard now."""
     data = _jsonable(payload)
@@ -42,6 +79,7 @@ def broadcast(event: str, payload: dict) -> None:
             from dashboard.models import LiveEvent
 
             LiveEvent.objects.create(event=event, data=data)
+            doorbell_ring()
             return
         layer = get_channel_layer()
         if layer is not None:

@@ -20,6 +20,7 @@ from decisions.engine.packet import Packet, build_packet
 from decisions.engine.rules import Signal, decide
 from decisions.params import flow_view, packet_params, sentiment_by_source, snapshot_params
 from decisions.audit_services import ENGINE, audit_append
+from decisions.cycle import flow_line, trade_limits, window_gap  # noqa: F401  (moved to the core)
 from decisions.models import AuditRecord, Decision, Mode, TradingConfig
 from decisions.overrides import gate_overrides_active
 from decisions.risk.gates import GateResult, first_block
@@ -30,19 +31,10 @@ from execution.models import Account, Position
 from execution.oms import OrderRejected
 from execution.reconciliation import trading_enabled
 from execution.selectors import account_name_for, equity_now, last_close
-from market.coverage import SeriesGapError, require_complete
+from market.coverage import SeriesGapError
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
-
-
-def trade_limits(config: TradingConfig) -> pipeline.TradeLimits:
-    """Return the configuration the steps after the packet read."""
-    return pipeline.TradeLimits(
-        config.rr_min, config.taker_fee_fraction, config.slippage_bps, config.max_cost_to_target_fraction,
-        config.risk_per_trade_fraction, config.max_leverage, config.max_margin_fraction, config.max_open_positions,
-        config.mode, config.paused, config.auto_approve_confidence,
-        int(config.safe_until.timestamp() * 1000) if config.safe_until else None)
 
 
 def _market_rules(instrument: Instrument) -> pipeline.MarketRules:
@@ -117,6 +109,7 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     if decision.outcome == Decision.Outcome.EXECUTED:
         decision_execute(decision=decision, config=config, now=now, account=account)
     broadcast_on_commit("decision", decision_payload(decision))
+    broadcast_on_commit("gates", gates_payload(decision))
     return decision
 
 
@@ -271,27 +264,6 @@ def _flow(instrument: Instrument, as_of: datetime, config: TradingConfig) -> Flo
         return None
 
 
-def flow_line(flow: Flow) -> str:
-    warnings = ", ".join(w["name"] for w in flow.warnings) or "no warnings"
-    return (f"flow: crowd bias {flow.crowd_bias:+.2f}, trap {flow.trap_index:.2f}, "
-            f"risk {flow.global_risk_score:.0f}/100 ({warnings})")
-
-
-def window_gap(instrument, timeframe: str, bars) -> str | None:
-    """Return why the analysed window cannot be trusted (a named gap), or None when complete.
-
-    `instrument` is a row or anything with its `exchange_symbol` (the backtester's InstrumentSpec).
-    """
-    start = int(bars.open_time_ms[0])
-    end = int(bars.open_time_ms[-1]) + bars.timeframe_ms
-    try:
-        require_complete(f"{instrument.exchange_symbol} {timeframe} candles", bars.open_time_ms,
-                         bars.timeframe_ms, start, end)
-    except SeriesGapError as exc:
-        return str(exc)
-    return None
-
-
 def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_of: datetime, gap: str,
                              now: datetime) -> Decision:
     try:
@@ -305,6 +277,7 @@ def _decision_blocked_by_gap(instrument: Instrument, config: TradingConfig, as_o
     except IntegrityError:
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
     broadcast_on_commit("decision", decision_payload(decision))
+    broadcast_on_commit("gates", gates_payload(decision))
     return decision
 
 
@@ -315,6 +288,13 @@ def decision_payload(decision: Decision) -> dict:
             "reason": decision.reason, "rationale": decision.rationale, "gates": decision.gates,
             "entry_price": decision.entry_price, "stop_price": decision.stop_price,
             "target_price": decision.target_price, "quantity": decision.quantity}
+
+
+def gates_payload(decision: Decision) -> dict:
+    """Return the JSON shape the dashboard shows for a decision's gate verdicts."""
+    blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
+    return {"decision_id": decision.pk, "instrument": str(decision.instrument), "as_of": decision.as_of,
+            "outcome": decision.outcome, "blocked_by": blocked, "gates": decision.gates}
 
 
 def flow_payload(flow: Flow) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Callable
 
 from django.db import IntegrityError, transaction
@@ -25,6 +25,7 @@ from execution.chase import FALLBACK_LEG, ChasePolicy, ChaseState, chase_leg, ch
 from execution.models import Account, Fill, Order, Position
 from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
 from execution.order_states import OrderState
+from execution.trail import trail_distance  # noqa: F401  (moved to the core; callers import it here)
 from execution.orders import audit_order, order_apply_venue, order_create_pending, order_place, order_send
 from market.models import Instrument
 
@@ -94,17 +95,6 @@ def _exit_fees(position: Position) -> Decimal:
     fees = Fill.objects.filter(order__account=position.account_id, order__instrument=position.instrument_id,
                                order__reduce_only=True, ts__gte=position.opened_at).aggregate(f=Sum("fee_usdt"))
     return fees["f"] or Decimal(0)
-
-
-def trail_distance(decision: Decision, multiple: Decimal | None) -> Decimal | None:
-    """Return the trailing distance in price units: `multiple` ATR of the decision's snapshot."""
-    if not multiple or decision.snapshot is None or not decision.snapshot.atr > 0:
-        return None
-    # On the tick grid (a stored 0.1 reads back as 0.1000000000, so quantize(tick) would keep 10
-    # places), with an explicit rounding: ccxt changes the thread's default decimal context once it has run.
-    tick = decision.instrument.tick_size
-    distance = multiple * Decimal(repr(decision.snapshot.atr))
-    return (distance / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
 
 
 def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:

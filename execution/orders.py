@@ -53,6 +53,13 @@ def order_payload(order: Order) -> dict:
             "average_price": order.average_price, "instrument": str(order.instrument)}
 
 
+def fill_payload(fill: Fill, order: Order) -> dict:
+    """Return the JSON shape the dashboard shows for one fill of `order`."""
+    return {"client_order_id": order.client_order_id, "trade_id": fill.trade_id, "leg": order.leg,
+            "side": order.side, "instrument": str(order.instrument), "price": fill.price,
+            "quantity": fill.quantity, "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity, "ts": fill.ts}
+
+
 def intent_of(order: Order) -> OrderIntent:
     """Return the intent a stored order was created from (for a resend with the same client id)."""
     return OrderIntent(order.intent_id, order.leg, order.instrument.symbol, order.side, order.type, order.quantity,
@@ -98,11 +105,12 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) 
     """Store fills not booked yet (by order and trade id); return the trade ids added."""
     added = []
     for fill in fills:
-        _, created = Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults={
+        row, created = Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults={
             "ts": ms_to_datetime(fill.ts_ms), "price": fill.price, "quantity": fill.quantity,
             "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
         if created:
             added.append(fill.trade_id)
+            broadcast_on_commit("fill", fill_payload(row, order))
             crash_point("fill.booked", order.leg)
     totals = order.fills.aggregate(quantity=Sum("quantity"))
     filled = totals["quantity"] or Decimal(0)

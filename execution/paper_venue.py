@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -25,8 +25,8 @@ from decisions.selectors import trading_config_get
 from execution.brokers.base import (DuplicateClientId, ExecutionReport, FillReport, FundingReport, OrderNotFound,
                                     VenueBalance, VenueOrder, VenuePosition)
 from execution.brokers.paper import LIMIT_TYPES, PaperBroker, paper_order_id, position_pnl
-from execution.brokers.paper_model import (Bar, RestingLimit, funding_payment, funding_times, limit_fill,
-                                           liquidation_price)
+from execution.brokers.paper_model import Bar, RestingLimit, funding_payment, funding_times, limit_fill
+from execution.liquidation import position_liquidation_price  # noqa: F401  (moved to the core)
 from execution.models import Account, Fill, FundingPayment, Order, Position
 from execution.oms import OrderIntent, OrderRejected
 from execution.order_states import VENUE_STATES, OrderState
@@ -381,21 +381,3 @@ def paper_exit_bars(*, position: Position, since: datetime, now: datetime,
         else:
             rows.append((open_time, bar_open, high, low, high, low))
     return rows
-
-
-def position_liquidation_price(position: Position, account: Account, config: TradingConfig) -> Decimal | None:
-    """Return where the paper model liquidates `position` (mark price, on the tick grid); None if nowhere.
-
-    Isolated margin = entry notional / config.max_leverage, at most the account's wallet; one
-    maintenance bracket (config.maintenance_margin_fraction). Rounded towards the entry.
-    """
-    if position.quantity <= 0:
-        return None
-    margin = min(position.entry_price * position.quantity / config.max_leverage, max(account.balance_usdt, Decimal(0)))
-    price = liquidation_price(position.side, position.entry_price, position.quantity, margin,
-                              config.maintenance_margin_fraction)
-    if price <= 0:
-        return None
-    tick = position.instrument.tick_size
-    rounding = ROUND_CEILING if position.side == "LONG" else ROUND_FLOOR
-    return (price / tick).to_integral_value(rounding=rounding) * tick

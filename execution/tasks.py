@@ -35,3 +35,11 @@ def equity_snapshot_all() -> str:
     from execution.funding import equity_snapshot_accounts
 
     return _outcomes(equity_snapshot_accounts(now=timezone.now().replace(second=0, microsecond=0)))
+
+
+def drift_report_all(account: str | None = None, days: int | None = None) -> str:
+    """Store the drift report of every account (or the one named) over the last `days` (DRIFT_DAYS) days."""
+    from execution.drift import drift_reports_all
+
+    outcomes = drift_reports_all(now=timezone.now(), account_name=account, days=days)
+    return "; ".join(f"{name}: {outcome}" for name, outcome in outcomes.items()) or "no accounts"

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served from here: no CDN
     "django_prometheus",
     "market",
     "analytics",
@@ -114,7 +115,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -135,7 +138,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 reads with a 5 s socket timeout, the same as channels-redis's blocking read,
+            # which drops idle clients; its pool also stops at 100 connections (bench/README.md).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}]},
         }
     }
 else:
@@ -146,7 +151,10 @@ Q_CLUSTER = {
     "name": "tradingbot",
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 240,
-    "retry": 300,
+    # The broker hands a task out again when it is not done after `retry` seconds. Backtest tasks
+    # run for up to 6 h (their own timeout), so retry must outlast them; a re-delivered task finds
+    # its run already claimed and does nothing. Scheduled jobs come round every minute anyway.
+    "retry": 6 * 3600 + 600,
     "max_attempts": 1,
     "catch_up": False,
     "label": "Task queue",
@@ -172,6 +180,11 @@ EXCHANGE_API_SECRET = env("EXCHANGE_API_SECRET", default="")
 # the first encrypts. Empty = derived from SECRET_KEY, which then must never rotate (docs/OPERATIONS.md).
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 LIVE_TRADING_CONFIRMED = env.bool("LIVE_TRADING_CONFIRMED", default=False)
+
+# Drift report (execution/drift.py): the nightly job compares the last DRIFT_DAYS days of live or
+# paper trading with the backtest of the same inputs and alerts above this average slippage.
+DRIFT_SLIPPAGE_LIMIT_BPS = env.float("DRIFT_SLIPPAGE_LIMIT_BPS", default=5.0)
+DRIFT_DAYS = env.int("DRIFT_DAYS", default=7)
 
 # Bearer token Prometheus sends to /metrics; empty = /metrics answers 403 (docs/OPERATIONS.md).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
@@ -209,6 +222,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per choice set (several models share status-like field names).
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "execution.models.Order.Status",
+        "PositionStatusEnum": "execution.models.Position.Status",
+        "BacktestStatusEnum": "execution.models.BacktestRun.Status",
+        "BacktestKindEnum": "execution.models.BacktestRun.Kind",
+        "DerivativesKindEnum": "market.models.DerivativesKind",
+        "UploadKindEnum": "market.models.ManualUpload.Kind",
+        "ActionEnum": "decisions.models.Action",
+        "ModeEnum": "decisions.models.Mode",
+        "PlannedRowActionEnum": ["new", "revision", "unchanged"],
+    },
 }
 
 LOGGING = {

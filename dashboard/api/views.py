@@ -1,10 +1,13 @@
 """API views for scripts: the latest snapshot and flow documents."""
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.exports import flow_export, snapshot_export
+from dashboard.api.errors import NOT_FOUND
 from market.models import Instrument
 
 
@@ -17,6 +20,7 @@ def _instrument(symbol: str) -> Instrument:
 class SnapshotLatestApi(APIView):
     """GET the latest snapshot of SYMBOL (btc_snapshot.json)."""
 
+    @extend_schema(summary="Latest snapshot document of a symbol", responses={200: OpenApiTypes.OBJECT, 404: NOT_FOUND})
     def get(self, request, symbol: str):
         document = snapshot_export(_instrument(symbol))
         if document is None:
@@ -27,6 +31,7 @@ class SnapshotLatestApi(APIView):
 class FlowLatestApi(APIView):
     """GET the latest flow view of SYMBOL (btc_flow.json)."""
 
+    @extend_schema(summary="Latest flow document of a symbol", responses={200: OpenApiTypes.OBJECT, 404: NOT_FOUND})
     def get(self, request, symbol: str):
         document = flow_export(_instrument(symbol))
         if document is None:

@@ -1,36 +1,39 @@
-"""The backtest's world: in-memory stand-ins for every read the live cycle makes, over candle arrays.
+"""The backtest's market: in-memory stand-ins for every market read the live cycle makes, over candle arrays.
 
 `Market` answers what `analytics.selectors` (bars_load, context_load, structure_bars_load),
-`analytics.inputs.flow_inputs_load`, `execution.selectors.last_close` and
-`execution.paper_venue.paper_exit_bars` return when the database holds only these candles (no
-derivatives, book, ETF flows, liquidation zones or sentiment). `Ledger` is the simulated account:
-its positions, orders, fills and equity points, with `risk_state` mirroring
-`decisions.risk_state.risk_state_load` field by field. No rule is decided here: the pure core does.
+`analytics.inputs.flow_inputs_load` (candles and funding rates), `execution.selectors.last_close`,
+`execution.paper_venue.paper_exit_bars` and the paper venue's funding look-up return when the
+database holds only these candles and funding rates (no book, ETF flows, liquidation zones,
+sentiment, mark klines or open interest). No rule is decided here: the pure core does.
+
+Views the live path resamples on every call (a thin higher-timeframe view, structure bars built from
+1m) are cut here from one resample of the whole history: a bucket is in the window's resample
+exactly when all its source bars lie in the window, so the bars are the same and nothing after
+`now` is read (`_Resampled`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 
 from analytics.features.mtf import TIMEFRAMES
-from analytics.flow.types import CandlePoint, FlowInputs, FlowParams
-from analytics.selectors import structure_bars_from, views_filled
+from analytics.flow.types import CandlePoint, FlowInputs, FlowParams, FundingPoint
+from analytics.selectors import MAX_RESAMPLE_SOURCE_BARS
 from analytics.snapshot import Bars, Context
-from decisions.risk.limits import ClosedTrade, OpenPosition, RecentOrder, RiskLimits, RiskState
-from decisions.risk.wall import day_bounds, week_bounds
-from execution.brokers.paper import position_pnl
-from market.timeframes import timeframe_ms
+from market.resample import resample
+from market.timeframes import floor_open_time_ms, timeframe_ms
 
-# The stored decimal places of prices and quantities (DecimalField(28, 10)): values read back from
-# the database carry them, so the backtest's Decimals are made the same way.
+# The stored decimal places of prices, quantities and rates (DecimalField(.., 10)): values read back
+# from the database carry them, so the backtest's Decimals are made the same way.
 PLACES = Decimal("1E-10")
 # Exits walk the finest stored bars of these timeframes (execution.paper_venue.BAR_TIMEFRAMES).
 EXIT_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h")
 HOUR_MS = 3_600_000
+FUNDING_STAMP_TOLERANCE_MS = 60_000     # execution.paper_venue.FUNDING_STAMP_TOLERANCE
+STRUCTURE_SOURCE_MAX_BARS = 20_000      # analytics.selectors.structure_bars_from
 
 
 def to_decimal(value: float) -> Decimal:
@@ -96,6 +99,49 @@ class InstrumentSpec:
                                                             instrument.min_notional)))
 
 
+@dataclass(frozen=True, slots=True)
+class FundingRates:
+    """Stored funding settlements of one symbol: times (epoch ms, as stamped), rates and optional mark prices."""
+
+    ts_ms: np.ndarray                       # int64, ascending
+    rates: tuple[Decimal, ...]              # as stored (10 decimal places)
+    marks: tuple[Decimal | None, ...] | None = None
+
+    def __post_init__(self):
+        if len(self.rates) != len(self.ts_ms) or (self.marks is not None and len(self.marks) != len(self.ts_ms)):
+            raise ValueError(f"{len(self.ts_ms)} funding times but {len(self.rates)} rates")
+        if len(self.ts_ms) > 1 and not (np.diff(self.ts_ms) > 0).all():
+            raise ValueError("funding times must increase")
+
+    @classmethod
+    def of(cls, ts_ms, rates, marks=None) -> FundingRates:
+        """Return the settlements of times and rates given as numbers or text, rates kept as the database keeps them."""
+        def stored(value) -> Decimal | None:
+            if value is None:
+                return None
+            return to_decimal(value) if isinstance(value, float) else Decimal(str(value)).quantize(PLACES)
+        return cls(np.asarray(ts_ms, dtype=np.int64), tuple(stored(r) for r in rates),
+                   None if marks is None else tuple(stored(m) for m in marks))
+
+    def at(self, funding_ms: int) -> tuple[Decimal, Decimal | None] | None:
+        """Return (rate, mark or None) of the settlement stamped within a minute of `funding_ms`, nearest first."""
+        lo = int(np.searchsorted(self.ts_ms, funding_ms - FUNDING_STAMP_TOLERANCE_MS, side="left"))
+        hi = int(np.searchsorted(self.ts_ms, funding_ms + FUNDING_STAMP_TOLERANCE_MS, side="right"))
+        if hi <= lo:
+            return None
+        best = min(range(lo, hi), key=lambda i: abs(int(self.ts_ms[i]) - funding_ms))
+        return self.rates[best], (self.marks[best] if self.marks is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolData:
+    """Everything the backtest reads of one instrument: its spec, its candles by timeframe and its funding."""
+
+    instrument: InstrumentSpec
+    candles: dict[str, Candles]
+    funding: FundingRates | None = None
+
+
 def _bars(candles: Candles, start: int, end: int, step_ms: int) -> Bars:
     # Columns of one (n, 5) array, as analytics.selectors builds them, so every reduction sees
     # the same memory layout as in the live cycle.
@@ -106,11 +152,41 @@ def _bars(candles: Candles, start: int, end: int, step_ms: int) -> Bars:
                 values[:, 4], step_ms)
 
 
-class Market:
-    """Candle reads as of a moment; nothing after it is ever returned."""
+class _Resampled:
+    """One resample of a whole source series, cut to the buckets that lie whole inside a window of it."""
 
-    def __init__(self, candles: dict[str, Candles]):
+    def __init__(self, source: Candles, target: str):
+        times = source.open_time_ms
+        frame = pd.DataFrame({"open_time_ms": times, "open": source.open, "high": source.high, "low": source.low,
+                              "close": source.close, "volume": source.volume})
+        self.out = resample(frame, source.timeframe, target, complete_only=True)
+        self.step_ms = timeframe_ms(target)
+        buckets = floor_open_time_ms(times, target)
+        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1]))) if len(times) else buckets
+        ends = np.append(starts[1:], len(times)) - 1
+        complete = (ends - starts + 1) == self.step_ms // source.step_ms
+        self.first, self.last = starts[complete], ends[complete]
+        self.columns = {c: self.out[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close", "volume")}
+        self.times = self.out["open_time_ms"].to_numpy(dtype=np.int64)
+
+    def window(self, start: int, end: int) -> Bars:
+        """Return the complete buckets made only of source bars start..end-1, as contiguous arrays."""
+        lo = int(np.searchsorted(self.first, start, side="left"))
+        hi = int(np.searchsorted(self.last, end, side="left"))
+        hi = max(lo, hi)
+        return Bars(self.times[lo:hi].copy(), *(self.columns[c][lo:hi].copy()
+                                                for c in ("open", "high", "low", "close", "volume")), self.step_ms)
+
+
+class Market:
+    """Candle and funding reads of one instrument as of a moment; nothing after it is ever returned."""
+
+    def __init__(self, candles: dict[str, Candles], funding: FundingRates | None = None):
         self.candles = candles
+        self.funding = funding
+        self._resampled: dict[tuple[str, str], _Resampled] = {}
+        self._exit_timeframes = [tf for tf in EXIT_TIMEFRAMES if tf in candles]
+        self._last_close: tuple[int | None, Decimal | None] = (None, None)
 
     def bars_load(self, *, timeframe: str, now_ms: int, count: int) -> Bars:
         """Return up to `count` bars that had closed by `now_ms`, oldest first (analytics.selectors.bars_load)."""
@@ -121,19 +197,51 @@ class Market:
         end = stored.closed_until(now_ms)
         return _bars(stored, max(0, end - count), end, step)
 
+    def _resample_window(self, source_tf: str, target_tf: str, now_ms: int, count: int) -> Bars:
+        """Return what `resampled(bars_load(source_tf, now, count), source_tf, target_tf)` returns live."""
+        source = self.candles.get(source_tf)
+        if source is None:
+            return self.bars_load(timeframe=target_tf, now_ms=0, count=0)
+        key = (source_tf, target_tf)
+        if key not in self._resampled:
+            self._resampled[key] = _Resampled(source, target_tf)
+        end = source.closed_until(now_ms)
+        return self._resampled[key].window(max(0, end - count), end)
+
     def structure_bars_load(self, *, timeframe: str, now_ms: int, count: int = 100) -> Bars:
-        """Return closed bars of `timeframe`, resampled from 1m bars when too few are stored."""
+        """Return closed bars of `timeframe`, resampled from 1m bars when too few are stored.
+
+        analytics.selectors.structure_bars_from, with the resample cut from the whole history.
+        """
         bars = self.bars_load(timeframe=timeframe, now_ms=now_ms, count=count)
-        return structure_bars_from(bars, timeframe, count,
-                                   lambda n: self.bars_load(timeframe="1m", now_ms=now_ms, count=n))
+        if len(bars) >= count // 2 or timeframe == "1m":
+            return bars
+        ratio = timeframe_ms(timeframe) // timeframe_ms("1m")
+        minutes = self.candles.get("1m")
+        if minutes is None or not minutes.closed_until(now_ms):
+            return bars
+        made = self._resample_window("1m", timeframe, now_ms, min(ratio * (count + 1), STRUCTURE_SOURCE_MAX_BARS))
+        if len(made) > count:
+            made = Bars(*(a[-count:] for a in (made.open_time_ms, made.open, made.high, made.low, made.close,
+                                               made.volume)), made.timeframe_ms)
+        return made if len(made) > len(bars) else bars
 
     def context_load(self, *, timeframe: str, now_ms: int, bars_per_view: int = 30,
                      structure_timeframes: tuple[str, ...] = ()) -> Context:
         """Return the closed multi-timeframe views and structure bars (analytics.selectors.context_load); no book."""
         views = [tf for tf in TIMEFRAMES if timeframe_ms(tf) >= timeframe_ms(timeframe)]
         higher = {tf: self.bars_load(timeframe=tf, now_ms=now_ms, count=bars_per_view) for tf in views}
-        higher = views_filled(higher, timeframe, bars_per_view,
-                              lambda n: self.bars_load(timeframe=timeframe, now_ms=now_ms, count=n))
+        # analytics.selectors.views_filled: a thin view is resampled from the decision timeframe.
+        thin = [tf for tf in higher if tf != timeframe and len(higher[tf]) < bars_per_view // 2]
+        if thin:
+            ratio = max(timeframe_ms(tf) // timeframe_ms(timeframe) for tf in thin)
+            count = min(ratio * bars_per_view, MAX_RESAMPLE_SOURCE_BARS)
+            stored = self.candles.get(timeframe)
+            if stored is not None and stored.closed_until(now_ms):
+                for target in thin:
+                    made = self._resample_window(timeframe, target, now_ms, count)
+                    if len(made) > len(higher[target]):
+                        higher[target] = made
         structure = {tf: self.structure_bars_load(timeframe=tf, now_ms=now_ms)
                      for tf in structure_timeframes if tf != timeframe}
         return Context(higher=higher, structure=structure)
@@ -146,40 +254,55 @@ class Market:
             step = stored.step_ms
             lookback = params.cvd_window_ms + params.max_age("candles") + 2 * step
             times = stored.open_time_ms
-            mask = (times <= as_of_ms - step) & (times > as_of_ms - lookback)
+            lo = int(np.searchsorted(times, as_of_ms - lookback, side="right"))
+            hi = int(np.searchsorted(times, as_of_ms - step, side="right"))
             taker = stored.taker_buy_base
             points = tuple(
                 CandlePoint(int(times[i]), int(times[i]) + step, float(stored.close[i]), float(stored.volume[i]),
                             None if taker is None or np.isnan(taker[i]) else float(taker[i]))
-                for i in np.flatnonzero(mask))
-        return FlowInputs(as_of_ms=as_of_ms, asset=asset, candles=points)
+                for i in range(lo, hi))
+        return FlowInputs(as_of_ms=as_of_ms, asset=asset, candles=points,
+                          funding=self._funding_points(as_of_ms, params))
+
+    def _funding_points(self, as_of_ms: int, params: FlowParams) -> tuple[FundingPoint, ...]:
+        """Return the stored rates in the flow's funding look-back (analytics.inputs.derivatives_load)."""
+        if self.funding is None:
+            return ()
+        lookback = params.funding_z_window_ms + params.max_age("funding") + HOUR_MS
+        times = self.funding.ts_ms
+        lo = int(np.searchsorted(times, as_of_ms - lookback, side="right"))
+        hi = int(np.searchsorted(times, as_of_ms, side="right"))
+        return tuple(FundingPoint(int(times[i]), float(self.funding.rates[i])) for i in range(lo, hi))
 
     def last_close(self, now_ms: int) -> Decimal | None:
         """Return the close of the freshest bar of any timeframe closed by `now_ms` (execution.selectors)."""
+        if self._last_close[0] != now_ms:
+            self._last_close = (now_ms, self._last_close_at(now_ms))
+        return self._last_close[1]
+
+    def _last_close_at(self, now_ms: int) -> Decimal | None:
         best = None
         for stored in self.candles.values():
             end = stored.closed_until(now_ms)
             if end and (best is None or stored.open_time_ms[end - 1] + stored.step_ms > best[1]):
                 best = (stored.close[end - 1], int(stored.open_time_ms[end - 1]) + stored.step_ms)
+                if best[1] == now_ms:
+                    break               # nothing closes later than now; on a tie the first timeframe wins anyway
         return to_decimal(best[0]) if best else None
 
-    def exit_bars(self, *, since_ms: int, now_ms: int, strictly_after: bool) -> list[tuple]:
-        """Return (open ms, open, high, low) of the finest bars from `since_ms` closed by `now_ms`, as Decimals.
+    def exit_series(self, *, since_ms: int, now_ms: int, strictly_after: bool) -> tuple[Candles, int, int] | None:
+        """Return (candles, first, end) of the finest bars opened from `since_ms` and closed by `now_ms`.
 
         execution.paper_venue.paper_exit_bars with no stored mark klines: the trigger range is the
-        bar's own range.
+        bar's own range. None when no such bar is stored.
         """
-        for timeframe in EXIT_TIMEFRAMES:
-            stored = self.candles.get(timeframe)
-            if stored is None:
-                continue
-            times = stored.open_time_ms
-            start = int(np.searchsorted(times, since_ms, side="right" if strictly_after else "left"))
+        for timeframe in self._exit_timeframes:
+            stored = self.candles[timeframe]
+            start = int(np.searchsorted(stored.open_time_ms, since_ms, side="right" if strictly_after else "left"))
             end = stored.closed_until(now_ms)
             if end > start:
-                return [(int(times[i]), to_decimal(stored.open[i]), to_decimal(stored.high[i]),
-                         to_decimal(stored.low[i])) for i in range(start, end)]
-        return []
+                return stored, start, end
+        return None
 
     def volume_24h_usdt(self, now_ms: int) -> Decimal | None:
         """Return the quote volume of the 1h candles opened in [now - 25 h, now - 1 h], None without any."""
@@ -187,108 +310,21 @@ class Market:
         if stored is None or stored.quote_volume is None:
             return None
         times = stored.open_time_ms
-        mask = (times >= now_ms - 25 * HOUR_MS) & (times <= now_ms - HOUR_MS) & ~np.isnan(stored.quote_volume)
-        values = stored.quote_volume[mask]
+        lo = int(np.searchsorted(times, now_ms - 25 * HOUR_MS, side="left"))
+        hi = int(np.searchsorted(times, now_ms - HOUR_MS, side="right"))
+        values = stored.quote_volume[lo:hi]
+        values = values[~np.isnan(values)]
         return sum((to_decimal(v) for v in values), Decimal(0)) if len(values) else None
 
+    def funding_mark(self, at_ms: int) -> tuple[Decimal, Decimal] | None:
+        """Return (rate, mark) of the settlement at `at_ms`, or None without a stored rate or a price.
 
-@dataclass(slots=True)
-class SimPosition:
-    """One simulated position: the fields of execution.models.Position the live path reads and writes."""
-
-    id: int
-    decision_as_of_ms: int
-    confidence: float | None
-    side: str
-    entry_price: Decimal
-    quantity: Decimal
-    initial_quantity: Decimal
-    stop_price: Decimal
-    target_price: Decimal
-    take_profits: list[dict]
-    trail_distance: Decimal | None
-    opened_ms: int
-    fees_usdt: Decimal
-    realized_pnl_usdt: Decimal
-    liquidation_price: Decimal | None = None
-    best_price: Decimal | None = None
-    exits_checked_until_ms: int | None = None
-    status: str = "open"
-    closed_ms: int | None = None
-    exit_price: Decimal | None = None
-    exit_reason: str = ""
-
-
-@dataclass(slots=True)
-class LedgerOrder:
-    created_ms: int
-    quantity: Decimal
-    average_price: Decimal | None
-
-
-@dataclass
-class Ledger:
-    """The simulated paper account: wallet, positions, orders, fills and equity points."""
-
-    starting_balance_usdt: Decimal
-    balance_usdt: Decimal
-    positions: list[SimPosition] = field(default_factory=list)
-    orders: list[LedgerOrder] = field(default_factory=list)
-    fill_times_ms: list[int] = field(default_factory=list)
-    equity_points: list[tuple[int, Decimal]] = field(default_factory=list)   # (ts ms, equity), by time
-
-    def open_positions(self) -> list[SimPosition]:
-        return [p for p in self.positions if p.status == "open"]
-
-    def unrealized_pnl(self, mark: Decimal | None) -> Decimal:
-        """Return the open positions' PnL marked at `mark` (execution.selectors.unrealized_pnl)."""
-        if mark is None:
-            return Decimal(0)
-        return sum((position_pnl(p.side, p.quantity, p.entry_price, mark) for p in self.open_positions()),
-                   Decimal(0))
-
-    def calibration_pairs(self, limit: int = 500) -> list[tuple[float, bool]]:
-        """Return (confidence, won) of the latest closed trades (decisions.services.calibrator_load)."""
-        closed = sorted((p for p in self.positions if p.status == "closed" and p.confidence is not None),
-                        key=lambda p: p.closed_ms, reverse=True)
-        return [(p.confidence, p.realized_pnl_usdt > 0) for p in closed[:limit]]
-
-    def margin_in_use(self, max_leverage: Decimal) -> Decimal:
-        """Return the open positions' notional over the leverage (decisions.services._account_facts)."""
-        return sum((p.quantity * p.entry_price for p in self.open_positions()), Decimal(0)) / max_leverage
-
-    def _equity_at(self, moment_ms: int) -> Decimal:
-        before = [e for ts, e in self.equity_points if ts <= moment_ms]
-        return before[-1] if before else self.starting_balance_usdt
-
-    def _low_since(self, moment_ms: int) -> Decimal | None:
-        return min((e for ts, e in self.equity_points if ts >= moment_ms), default=None)
-
-    def risk_state(self, *, now: datetime, limits: RiskLimits, equity: Decimal, symbol: str,
-                   atr_percentile: float | None, volume_24h_usdt: Decimal | None) -> RiskState:
-        """Return the facts the gates judge at `now`, as decisions.risk_state.risk_state_load loads them."""
-        now_ms = int(now.timestamp() * 1000)
-        day_start, week_start = day_bounds(now, limits)[0], week_bounds(now, limits)[0]
-        peak = max((e for ts, e in self.equity_points if ts <= now_ms), default=None)
-        window_ms = limits.rate_window_minutes * 60_000
-        fills = [ts for ts in self.fill_times_ms if ts <= now_ms]
-        by_opening = sorted(self.positions, key=lambda p: p.opened_ms, reverse=True)   # Position.Meta.ordering
-        return RiskState(
-            equity_now=equity,
-            day_start_equity=self._equity_at(day_start),
-            week_start_equity=self._equity_at(week_start),
-            peak_equity=max(peak or equity, equity),
-            day_low_equity=self._low_since(day_start),
-            week_low_equity=self._low_since(week_start),
-            closed_trades=tuple(ClosedTrade(symbol, p.side, p.realized_pnl_usdt, p.exit_reason, p.opened_ms,
-                                            p.closed_ms) for p in by_opening
-                                if p.status == "closed" and p.closed_ms >= day_start),
-            open_positions=tuple(OpenPosition(symbol, p.side, p.opened_ms) for p in by_opening if p.status == "open"),
-            recent_orders=tuple(RecentOrder(o.created_ms, o.quantity * (o.average_price or Decimal(0)))
-                                for o in sorted(self.orders, key=lambda o: o.created_ms, reverse=True)
-                                if now_ms - window_ms < o.created_ms <= now_ms),
-            last_trade_ms=max(fills) if fills else None,
-            atr_percentile=atr_percentile,
-            spread_bps=None,
-            volume_24h_usdt=volume_24h_usdt,
-        )
+        The mark is the settlement's own, else the last close by `at_ms` (execution.paper_venue._mark_at
+        with no mark klines).
+        """
+        found = self.funding.at(at_ms) if self.funding is not None else None
+        if found is None:
+            return None
+        rate, mark = found
+        mark = mark or self.last_close(at_ms)
+        return (rate, mark) if mark is not None else None

@@ -65,7 +65,7 @@ def test_chart_anonymous_redirects_to_login(client, url):
     response = client.get(url)
 
     assert response.status_code == 302
-    assert reverse("admin:login") in response["Location"]
+    assert reverse("login") in response["Location"]
 
 
 def test_chart_page_viewer_sees_selectors_and_library(viewer_client, hourly, btc):

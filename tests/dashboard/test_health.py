@@ -375,7 +375,7 @@ def test_health_page_anonymous_is_sent_to_log_in(client):
     response = client.get(reverse("dashboard:health"))
 
     assert response.status_code == 302
-    assert response.url.startswith(reverse("admin:login"))
+    assert response.url.startswith(reverse("login"))
 
 
 def test_health_data_returns_the_report_as_json(viewer_client):

@@ -91,7 +91,7 @@ def test_logs_anonymous_redirects_to_login(client, url):
     response = client.get(url)
 
     assert response.status_code == 302
-    assert reverse("admin:login") in response["Location"]
+    assert reverse("login") in response["Location"]
 
 
 def test_logs_viewer_reads_decisions_newest_first(viewer_client, journal):

@@ -93,7 +93,7 @@ def test_reconciliation_pages_anonymous_redirects_to_login(client, demo, name):
     response = client.get(reverse(name, args=args))
 
     assert response.status_code == 302
-    assert response.url.startswith(reverse("admin:login"))
+    assert response.url.startswith(reverse("login"))
 
 
 def test_reconciliation_acknowledge_anonymous_redirects_and_changes_nothing(client, demo):
@@ -102,7 +102,7 @@ def test_reconciliation_acknowledge_anonymous_redirects_and_changes_nothing(clie
     response = acknowledge(client, run)
 
     run.refresh_from_db()
-    assert response.status_code == 302 and response.url.startswith(reverse("admin:login"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
     assert run.acknowledged_by == "" and not AuditRecord.objects.exists()
 
 

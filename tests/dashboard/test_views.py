@@ -49,7 +49,7 @@ def test_page_anonymous_redirects_to_login(client, name):
     response = client.get(reverse(name))
 
     assert response.status_code == 302
-    assert response.url.startswith(reverse("admin:login"))
+    assert response.url.startswith(reverse("login"))
 
 
 def test_overview_logged_in_shows_mode_broker_decision_and_position(user_client, market):

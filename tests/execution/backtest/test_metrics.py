@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from execution.backtest.metrics import (
     DAY_MS,
@@ -392,6 +392,8 @@ def trade_lists(draw) -> list[Trade]:
     return trades
 
 
+# Generation speed depends on the machine's load, not on the code under test.
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(equities)
 def test_drawdown_series_any_curve_in_unit_interval_and_zero_at_peaks(equity):
     drawdown, peak = drawdown_series(equity)
@@ -402,6 +404,7 @@ def test_drawdown_series_any_curve_in_unit_interval_and_zero_at_peaks(equity):
             assert drawdown[i] == 0
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(trade_lists(), equities)
 def test_summarize_any_run_invariants_hold(trades, equity):
     ts_ms = sorted(np.linspace(0, 10 * DAY_MS, len(equity), dtype=np.int64).tolist())

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone as django_timezone
 
 from decisions.models import Mode
 from decisions.selectors import trading_config_get
@@ -82,11 +83,15 @@ def test_backtest_same_run_twice_gives_identical_results(day):
     (["--start", "yesterday"], "'yesterday' is not an ISO date"),
     (["--equity", "lots"], "--equity 'lots' is not a number"),
     (["--start", "2020-01-01", "--end", "2020-01-02"], "stored candles from 2019-12-28"),
+    (["--approve", "maybe"], "--approve 'maybe': use approve, reject or a confidence such as 0.7"),
+    (["--symbols", "BTCUSDT,BTCUSDT"], "instrument listed twice: BTCUSDT"),
 ])
 def test_backtest_command_bad_input_names_the_problem_and_stores_nothing(day, args, message):
     _, start, end = day
     base = {"--symbol": "BTCUSDT", "--start": start.isoformat(), "--end": end.isoformat(), "--equity": "10000"}
     base.update(dict(zip(args[::2], args[1::2])))
+    if "--symbols" in base:
+        del base["--symbol"]
 
     with pytest.raises(CommandError, match=message.replace("(", r"\(")):
         call_command("backtest", *[x for pair in base.items() for x in pair], stdout=StringIO())
@@ -106,3 +111,53 @@ def test_backtest_runs_are_read_only_in_the_admin(day, admin_client):
     assert listing.status_code == 200 and str(run.final_equity_usdt) in listing.content.decode()
     assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
     assert admin_client.get("/admin/execution/backtestrun/add/").status_code == 403
+
+
+def _queued(instrument, start, end) -> BacktestRun:
+    return BacktestRun.objects.create(instrument=instrument, timeframe="15m", start=start, end=end,
+                                      starting_equity_usdt=D("10000"), code_version="",
+                                      status=BacktestRun.Status.QUEUED, created_at=django_timezone.now(),
+                                      requested_by="alice", label="queued by a job")
+
+
+def test_backtest_start_fills_an_existing_queued_run_with_progress(day):
+    instrument, start, end = day
+    queued = _queued(instrument, start, end)
+    seen = []
+
+    run = backtest_start(instrument=instrument, timeframe="15m", start=start, end=end, starting_equity=D("10000"),
+                         run=queued, progress=lambda done, total: seen.append((done, total)))
+
+    run.refresh_from_db()
+    assert run.pk == queued.pk and BacktestRun.objects.count() == 1
+    assert (run.status, run.symbols, run.bars_done, run.requested_by) == ("done", ["BTCUSDT"], DAY_BARS, "alice")
+    assert seen[0] == (1, DAY_BARS) and seen[-1] == (DAY_BARS, DAY_BARS)
+    assert run.metrics["trade_count"] == len(run.trades) and run.equity
+
+
+def test_backtest_start_with_a_given_configuration_stores_it(day):
+    instrument, start, end = day
+    config = trading_config_get()
+    config.risk_per_trade_fraction = D("0.002")        # not saved: only this run uses it
+
+    run = backtest_start(instrument=instrument, timeframe="15m", start=start, end=end, starting_equity=D("10000"),
+                         config=config)
+    default = backtest_start(instrument=instrument, timeframe="15m", start=start, end=end, starting_equity=D("10000"))
+
+    assert run.parameters["risk_per_trade_fraction"] == "0.002"
+    assert default.parameters["risk_per_trade_fraction"] != "0.002"
+    assert [t["quantity"] for t in run.trades] != [t["quantity"] for t in default.trades]
+
+
+def test_backtest_start_refuses_a_finished_run_and_writes_nothing(day):
+    instrument, start, end = day
+    done = _queued(instrument, start, end)
+    BacktestRun.objects.filter(pk=done.pk).update(status=BacktestRun.Status.DONE)
+    done.refresh_from_db()
+
+    with pytest.raises(ValueError, match=f"backtest {done.pk} is done"):
+        backtest_start(instrument=instrument, timeframe="15m", start=start, end=end, starting_equity=D("10000"),
+                       run=done)
+
+    done.refresh_from_db()
+    assert (done.status, done.trades, done.bars_done) == ("done", [], 0)

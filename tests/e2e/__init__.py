@@ -1,0 +1,1 @@
+"""Tests across processes: daphne, worker processes, Redis and a headless Chromium."""
