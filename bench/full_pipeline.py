@@ -228,7 +228,8 @@ def report(label: str, figures: dict) -> None:
     print(f"{figures['orders']} orders, {figures['fills']} fills, {figures['positions']} positions, "
           f"{figures['funding_payments']} funding payments, final equity {figures['final_equity_usdt']}")
     print(f"CPU time {figures['cpu_s']:.2f} s (+ {figures['cpu_workers_s']:.2f} s in worker processes, peak RSS of "
-          f"one {figures['peak_rss_worker_mib']:.0f} MiB); load average {figures['load_average_1m_end']:.1f} at the end")
+          f"one {figures['peak_rss_worker_mib']:.0f} MiB); load average {figures['load_average_1m_end']:.1f} "
+          "at the end")
     if figures["decision_bars"] and figures["bars_1m"] < 525_600:
         per_bar = figures["cpu_s"] / figures["decision_bars"]
         print(f"per decision bar {per_bar * 1e3:.2f} ms CPU: a year ({YEAR_DECISION_BARS:,} decision bars) "

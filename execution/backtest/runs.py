@@ -151,14 +151,15 @@ def _check_history(data: Sequence[SymbolData], config, timeframe: str, start: da
 def backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_equity: Decimal,
                    instrument: Instrument | None = None, instruments: Sequence[Instrument] | None = None,
                    progress: Callable[[int, int], None] | None = None, run: BacktestRun | None = None,
-                   config=None, approvals: ApprovalPolicy | None = None) -> BacktestRun:
+                   config=None, approvals: ApprovalPolicy | None = None, workers: int = 1) -> BacktestRun:
     """Run the live pipeline over the stored candles from `start` to `end` (bar closes, UTC) and store the run.
 
     One `instrument`, or several `instruments` traded on one account with shared risk limits.
     `config` is a TradingConfig to run with (default: a copy of the one in force; it is not saved);
     its decision timeframe becomes `timeframe`. `run` is an existing QUEUED (or RUNNING, claimed by
     a worker) row to fill instead of a new one. `progress(done, total)` is called after each bar
-    close. Raises ValueError, before anything is written, when the input is bad or the range
+    close. `workers` > 1 analyses on that many forked processes (engine.backtest_run). Raises
+    ValueError, before anything is written, when the input is bad or the range
     holds too few candles for the warm-up. A failure during the run is stored on the run (status
     failed, with the error) and raised.
     """
@@ -183,7 +184,7 @@ def backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_e
 
     try:
         result = backtest_run(symbols=data, config=config, starting_equity=starting_equity, start=start, end=end,
-                              approvals=approvals, overrides=overrides, progress=advance)
+                              approvals=approvals, overrides=overrides, workers=workers, progress=advance)
     except Exception as exc:
         BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.FAILED, error=repr(exc)[:2000],
                                                      finished_at=timezone.now())

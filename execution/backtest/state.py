@@ -92,7 +92,7 @@ class SymbolRun:
     market: Market
     quiet: QuietBars | None = None
     decided: set = field(default_factory=set)
-    funding_booked: set = field(default_factory=set)      # (position id, funding ms)
+    funding_booked: set = field(default_factory=set)      # (symbol, funding ms) settled, as FundingPayment is unique
     funding_missing: set = field(default_factory=set)     # funding ms logged as missing
     gates_key: tuple | None = None                        # what the last FLAT bar's gates were judged on
 

@@ -302,9 +302,11 @@ def _routes(patterns, namespace: str, pk: int = 1) -> list[str]:
             assert pattern.namespace is None, "a namespaced include: extend _routes"
             urls += _routes(pattern.url_patterns, namespace, pk)
         elif isinstance(pattern, URLPattern):
-            missing = set(pattern.pattern.converters) - set(values)
+            # path() routes name their arguments as converters, the API router's regex routes as groups.
+            names = set(pattern.pattern.converters) or set(pattern.pattern.regex.groupindex)
+            missing = names - set(values)
             assert not missing, f"{pattern.name}: give the canary a value for {missing}"
-            kwargs = {name: values[name] for name in pattern.pattern.converters}
+            kwargs = {name: values[name] for name in names}
             urls.append(reverse(f"{namespace}:{pattern.name}", kwargs=kwargs))
     return urls
 

@@ -58,6 +58,8 @@ class Command(BaseCommand):
         parser.add_argument("--start", required=True, help="first bar close decided on, UTC (ISO)")
         parser.add_argument("--end", required=True, help="last bar close decided on, UTC (ISO)")
         parser.add_argument("--equity", default="10000", help="starting equity in USDT")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="processes that analyse the bars ahead of the run (2 uses both cores)")
         parser.add_argument("--approve", default=None,
                             help="HYBRID decisions waiting for approval: approve, reject (default) or a minimum "
                                  "confidence (0.7 approves those at 70 %% or more)")
@@ -73,7 +75,7 @@ class Command(BaseCommand):
         try:
             run = backtest_start(instruments=instruments, timeframe=opts["timeframe"], start=_utc(opts["start"]),
                                  end=_utc(opts["end"]), starting_equity=equity, progress=self._bar,
-                                 approvals=_approvals(opts["approve"]))
+                                 approvals=_approvals(opts["approve"]), workers=max(1, opts["workers"]))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write("")

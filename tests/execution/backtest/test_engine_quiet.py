@@ -79,7 +79,8 @@ def _spec(pk: int, symbol: str) -> InstrumentSpec:
                                                   base=base, **filters)))
 
 
-def test_backtest_skipping_quiet_bars_or_analysing_ahead_records_exactly_what_the_full_pipeline_does(market_data_dir, btc):
+def test_backtest_skipping_quiet_bars_or_analysing_ahead_records_what_the_full_pipeline_does(market_data_dir,
+                                                                                              btc):
     c15, c5 = btc
     eth = Candles.from_frame("15m", real_frame(market_data_dir, ETH_15M_FILE, BARS))
     data = [SymbolData(_spec(1, "BTCUSDT"), {"15m": c15, "5m": c5}), SymbolData(_spec(2, "ETHUSDT"), {"15m": eth})]

@@ -138,7 +138,7 @@ def test_backtest_command_with_symbols_stores_one_run_with_a_breakdown_per_symbo
     out = StringIO()
 
     call_command("backtest", "--symbols", "BTCUSDT,ETHUSDT", "--timeframe", "15m", "--start", start.isoformat(),
-                 "--end", end.isoformat(), stdout=out)
+                 "--end", end.isoformat(), "--workers", "2", stdout=out)
 
     run = BacktestRun.objects.get()
     assert (run.instrument, run.symbols, run.status) == (btc, ["BTCUSDT", "ETHUSDT"], "done")
