@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.conf import settings
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from execution.backtest.fast import (
     BarTrade,
@@ -133,6 +133,7 @@ def test_fast_config_bad_values_raise(config, message):
 
 
 @given(st.lists(st.sampled_from((-1, 0, 1)), min_size=2, max_size=60), st.integers(0, 2**32 - 1))
+@hypothesis_settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # a loaded CI machine is slow, not wrong
 def test_backtest_signal_trades_follow_the_targets(targets, seed):
     opens = np.random.default_rng(seed).uniform(50, 150, len(targets))
 
