@@ -35,7 +35,7 @@ def test_settings_defaults_are_embedded():
 def test_settings_redis_url_switches_layer_and_broker():
     seen = _settings_in_subprocess(REDIS_URL="redis://127.0.0.1:6379/0")
 
-    assert seen["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert seen["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert seen["q_redis"] == "redis://127.0.0.1:6379/0" and seen["q_orm"] is None
 
 
