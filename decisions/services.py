@@ -178,7 +178,7 @@ def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime
         return
     try:
         position = execution.position_open(decision=decision, account=account,
-                                           broker=execution.broker_for(account, config), now=now,
+                                           broker=execution.broker_for(account, config, now=now), now=now,
                                            reference_price=reference_price,
                                            trail_atr_multiple=config.trail_atr_multiple,
                                            order_type=config.entry_order_type)

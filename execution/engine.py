@@ -40,7 +40,7 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
     """Run exits for every active instrument, then decisions when asked, then record equity."""
     config = trading_config_get()
     account = account_ensure(name=account_name)
-    broker = broker_for(account, config)
+    broker = broker_for(account, config, now=now)
     decisions = exits = 0
     for instrument in Instrument.objects.filter(is_active=True).order_by("pk"):
         # A venue's resting stop and targets close positions there; only paper simulates them per bar.

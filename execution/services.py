@@ -39,13 +39,20 @@ def account_ensure(*, name: str = "paper") -> Account:
     return account
 
 
-def broker_for(account: Account, config: TradingConfig) -> Broker:
-    """Return the broker that executes for `account`."""
+def broker_for(account: Account, config: TradingConfig, *, now: datetime | None = None) -> Broker:
+    """Return the broker that executes for `account`.
+
+    `now` is the cycle's time: the paper venue matches resting orders against the stored bars up to
+    its clock, so a replay on a simulated clock must not let it read bars after the cycle (the
+    wall clock would). Venue brokers ask the exchange, whose clock is the real one.
+    """
     if account.broker != Account.Broker.PAPER:
         from execution.venues import venue_broker  # ccxt and the keys load only for venue accounts
 
         return venue_broker(account)
-    return PaperVenue(account, config)
+    if now is None:
+        return PaperVenue(account, config)
+    return PaperVenue(account, config, clock=lambda: now)
 
 
 def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime,

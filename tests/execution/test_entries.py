@@ -90,7 +90,7 @@ def test_entry_submit_limit_is_post_only(venue):
 
 def test_decision_execute_limit_entry_is_working_not_skipped(venue, monkeypatch):
     decision = _decision(venue)
-    monkeypatch.setattr("execution.services.broker_for", lambda account, config: venue.broker)
+    monkeypatch.setattr("execution.services.broker_for", lambda account, config, now=None: venue.broker)
 
     decision_execute(decision=decision, config=trading_config_get(), now=venue.now, account=venue.account,
                      reference_price=D("60000"))

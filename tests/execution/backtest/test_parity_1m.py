@@ -18,10 +18,8 @@ from decisions.models import Decision, Mode
 from decisions.selectors import trading_config_get
 from execution.backtest.engine import backtest_run
 from execution.backtest.runs import symbol_load
-from execution import engine
 from execution.engine import cycle_run
 from execution.models import EquityPoint, Fill, FundingPayment, Order, Position
-from execution.paper_venue import PaperVenue
 from market.importer import market_file_import, resample_missing
 from market.models import Instrument
 
@@ -43,21 +41,7 @@ def btc_minutes(market_data_dir, db):
     return instrument
 
 
-def _venue_on_the_cycle_clock(monkeypatch) -> list:
-    """Give the live cycle's paper venue the simulated clock; return the list the test sets `now` in.
-
-    execution.services.broker_for builds PaperVenue with the wall clock (timezone.now). In a replay
-    on a simulated clock a cancel then matches the resting order against every stored bar up to the
-    wall-clock time, bars after the cycle's `now` included (see the xfail test below).
-    """
-    now = [None]
-    monkeypatch.setattr(engine, "broker_for", lambda account, config: PaperVenue(account, config,
-                                                                                 clock=lambda: now[0]))
-    return now
-
-
-def _both(instrument, cycles: int, first_close: datetime = FIRST_CLOSE, clock: list | None = None,
-          **config_fields):
+def _both(instrument, cycles: int, first_close: datetime = FIRST_CLOSE, **config_fields):
     """Run `cycles` closes from `first_close` through the live engine and the backtester; return the backtest."""
     config = trading_config_get()
     config.mode, config.edge_threshold = Mode.ON, 0.5      # trades happen on this day
@@ -66,8 +50,6 @@ def _both(instrument, cycles: int, first_close: datetime = FIRST_CLOSE, clock: l
     config.save()
     end = first_close + STEP * (cycles - 1)
     for k in range(cycles):
-        if clock is not None:
-            clock[0] = first_close + STEP * k
         cycle_run(now=first_close + STEP * k, decide=True)
     first = Position.objects.order_by("pk").first()
     data = symbol_load(instrument=instrument, config=config, start=first_close, end=end)
@@ -142,12 +124,11 @@ def test_parity_1m_day_with_funding_decides_orders_fills_pays_funding_and_books_
 LIMIT_START = datetime(2025, 6, 10, 5, 0, tzinfo=timezone.utc)
 
 
-def test_parity_1m_limit_entries_rest_fill_in_part_and_chase_identically(btc_minutes, monkeypatch):
+def test_parity_1m_limit_entries_rest_fill_in_part_and_chase_identically(btc_minutes):
     # 05:00 to 09:45: the 05:30 entry rests as a post-only limit and fills in part on the 1m bars as maker
     # (0.1 % of each bar's volume); at 05:45 the chase cancels it and takes the rest at market, the
     # position grows to the whole entry, and it pays funding at 08:00 before its stop.
-    result = _both(btc_minutes, 20, LIMIT_START, clock=_venue_on_the_cycle_clock(monkeypatch),
-                   entry_order_type="limit", paper_fill_participation=D("0.001"))
+    result = _both(btc_minutes, 20, LIMIT_START, entry_order_type="limit", paper_fill_participation=D("0.001"))
 
     orders = _orders_live()
     entries = [o for o in orders if o[2].startswith("entry")]
@@ -170,10 +151,9 @@ def _digits15(rows: list[tuple]) -> list[tuple]:
     return [tuple(fifteen.create_decimal(v) if isinstance(v, D) else v for v in row) for row in rows]
 
 
-@pytest.mark.xfail(strict=True, reason="execution.services.broker_for gives the paper venue the wall clock: in a "
-                                       "simulated-clock replay, cancelling the resting entry at 05:45 matches it "
-                                       "against the 05:46 bar (reported; pass the cycle's clock to PaperVenue)")
 def test_parity_1m_live_venue_cancel_reads_no_bar_after_the_cycle(btc_minutes):
+    # The cycle hands its clock to the paper venue (broker_for(now=)): cancelling the resting entry
+    # at 05:45 matches it against the bars up to 05:45, never the stored 05:46 bar.
     _both(btc_minutes, 4, LIMIT_START + 2 * STEP, entry_order_type="limit", paper_fill_participation=D("0.001"))
 
     fills = Fill.objects.filter(order__leg="entry")

@@ -38,7 +38,7 @@ def _refusal(rig, code: str, side: str) -> Decimal:
 @pytest.fixture
 def execute(rig, monkeypatch):
     """Return a function that executes a decision on the rig's venue, as the approval or the cycle does."""
-    monkeypatch.setattr("execution.services.broker_for", lambda account, config: rig.broker)
+    monkeypatch.setattr("execution.services.broker_for", lambda account, config, now=None: rig.broker)
 
     def run(decision: Decision) -> Decision:
         decision_execute(decision=decision, config=trading_config_get(), now=rig.now, account=rig.account,

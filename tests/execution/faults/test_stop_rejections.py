@@ -45,7 +45,7 @@ def _side(rig) -> str:
 @pytest.fixture
 def venue_broker(rig, monkeypatch):
     """Route decision_execute's broker to the rig's (it would build one from stored keys)."""
-    monkeypatch.setattr("execution.services.broker_for", lambda account, config: rig.broker)
+    monkeypatch.setattr("execution.services.broker_for", lambda account, config, now=None: rig.broker)
     return rig.broker
 
 
