@@ -1,12 +1,13 @@
 """What a backtest report shows, as plain data: the dashboard page and the standalone file render the same dict.
 
 `report_data(run)` gives the equity curve and its drawdown (from the starting equity, downsampled
-with LTTB to at most `MAX_POINTS` points per series while keeping both shapes), the candles the
-run decided on (at most `MAX_CANDLES`, neighbouring bars merged when there are more), a marker on
-them for each trade's entry and exit, the metrics table (metrics.summarize's figures, formatted),
-the per-symbol and per-session breakdowns, the buy-and-hold comparison and the trades. Chart times
-are epoch seconds (UTC), as lightweight-charts takes them. A walk-forward reports its stitched
-out-of-sample run; a sweep has no curve of its own (its points do).
+with LTTB to at most `MAX_POINTS` points per series while keeping both shapes), for each symbol of
+the run the candles it decided on (at most `MAX_CANDLES`, neighbouring bars merged when there are
+more) with a marker on them for each of that symbol's trade entries and exits, the metrics table
+(metrics.summarize's figures, formatted), the per-symbol and per-session breakdowns, the
+buy-and-hold comparison and the trades. Chart times are epoch seconds (UTC), as lightweight-charts
+takes them. A walk-forward reports its stitched out-of-sample run; a sweep has no curve of its own
+(its points do).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from decimal import Decimal
 import numpy as np
 
 from dashboard.downsample import lttb_indices
-from execution.backtest.jobs import progress_payload
+from execution.backtest import jobs
 from execution.backtest.metrics import drawdown_series
 from execution.models import BacktestRun
 from market.models import Candle
@@ -123,13 +124,16 @@ def _merge(times: np.ndarray, ohlc: np.ndarray, per: int) -> tuple[np.ndarray, n
     return times[starts], merged
 
 
-def candles(run: BacktestRun) -> dict:
-    """Return the bars of the run's curve (opens from the first to the last bar decided on), at most MAX_CANDLES."""
+def candles(run: BacktestRun, instrument_id: int) -> dict:
+    """Return one instrument's bars over the run's curve (opens from the first to the last bar decided on).
+
+    At most MAX_CANDLES: with more, `per_bar` neighbouring bars are merged into one candle.
+    """
     if not run.equity:
         return {"bars": [], "per_bar": 1}
     step = timedelta(milliseconds=timeframe_ms(run.timeframe))
     first, last = (datetime.fromtimestamp(int(run.equity[i][0]) / 1000, tz=dt_timezone.utc) - step for i in (0, -1))
-    rows = list(Candle.objects.filter(instrument_id=run.instrument_id, timeframe=run.timeframe, open_time__gte=first,
+    rows = list(Candle.objects.filter(instrument_id=instrument_id, timeframe=run.timeframe, open_time__gte=first,
                                       open_time__lte=last).order_by("open_time")
                 .values_list("open_time", "open", "high", "low", "close"))
     if not rows:
@@ -184,13 +188,26 @@ def trade_rows(trades: list[dict], symbol: str) -> list[dict]:
              "r": "—" if t.get("r_multiple") is None else f"{t['r_multiple']:.2f}"} for t in trades[:MAX_TRADES]]
 
 
+def chart_instruments(run: BacktestRun) -> list[tuple[str, int]]:
+    """Return (venue symbol, instrument id) of every symbol the run traded, its first instrument first.
+
+    The other symbols are found as the worker found them (jobs.instruments_find); one no longer
+    stored is left out of the charts rather than failing the whole report.
+    """
+    first = run.instrument.exchange_symbol
+    not_found: dict[str, str] = {}      # named in no error: the run's own page already lists its symbols
+    others = jobs.instruments_find([s for s in run.symbols if s != first], not_found) if len(run.symbols) > 1 else ()
+    return [(first, run.instrument_id), *((i.exchange_symbol, i.pk) for i in others)]
+
+
 def chart_data(run: BacktestRun) -> dict:
-    """Return what the charts draw: equity, drawdown, candles and trade markers."""
-    series = curve(run)
-    bars = candles(run)
-    symbol = run.instrument.exchange_symbol
-    return {"symbol": symbol, "timeframe": run.timeframe, **series, "candles": bars["bars"],
-            "per_bar": bars["per_bar"], "markers": markers(run.trades, [b["time"] for b in bars["bars"]], symbol)}
+    """Return what the charts draw: equity and drawdown, and per symbol its candles with its trades' markers."""
+    symbols = []
+    for symbol, instrument_id in chart_instruments(run):
+        bars = candles(run, instrument_id)
+        symbols.append({"symbol": symbol, "candles": bars["bars"], "per_bar": bars["per_bar"],
+                        "markers": markers(run.trades, [b["time"] for b in bars["bars"]], symbol)})
+    return {"timeframe": run.timeframe, **curve(run), "symbols": symbols}
 
 
 def report_data(run: BacktestRun) -> dict:
@@ -228,8 +245,8 @@ def parameter_rows(run: BacktestRun) -> list[tuple[str, str]]:
 def progress_state(run: BacktestRun) -> dict:
     """Return the run's progress and its children's and grandchildren's, as the live events carry them."""
     light = BacktestRun.objects.defer("trades", "equity", "metrics", "parameters").order_by("pk")
-    rows = [progress_payload(r) for r in (*light.filter(parent=run), *light.filter(parent__parent=run))]
-    return {"run": progress_payload(run), "children": rows}
+    rows = [jobs.progress_payload(r) for r in (*light.filter(parent=run), *light.filter(parent__parent=run))]
+    return {"run": jobs.progress_payload(run), "children": rows}
 
 
 # Walk-forward and sweep tables.

@@ -153,6 +153,12 @@ def best_of(candidates: list[BacktestRun], objective: str) -> BacktestRun | None
     return best
 
 
+def fold_choice(candidates: list[BacktestRun], plan: dict) -> tuple[BacktestRun | None, dict | None]:
+    """Return the candidate a fold trades out of sample and its grid values; (None, None) when every one failed."""
+    best = best_of(candidates, plan["objective"])
+    return best, ({name: best.parameters.get(name) for name in plan["grid"]} if best is not None else None)
+
+
 def fold_execute(run_id: int) -> BacktestRun | None:
     """Run a queued fold: its candidates in sample, the best out of sample; the last fold aggregates."""
     fold = jobs.run_claim(run_id)
@@ -161,7 +167,7 @@ def fold_execute(run_id: int) -> BacktestRun | None:
     plan = fold.parent.parameters
     candidates = [jobs.backtest_execute(c.pk) or BacktestRun.objects.get(pk=c.pk)
                   for c in fold.children.order_by("pk")]
-    best = best_of(candidates, plan["objective"])
+    best, values = fold_choice(candidates, plan)
     if best is None:
         errors = "; ".join(c.error for c in candidates if c.error)[:1500]
         fold.status, fold.error, fold.finished_at = BacktestRun.Status.FAILED, \
@@ -169,7 +175,6 @@ def fold_execute(run_id: int) -> BacktestRun | None:
         fold.save(update_fields=["status", "error", "finished_at"])
         jobs.progress_send(fold)
     else:
-        values = {name: best.parameters.get(name) for name in plan["grid"]}
         fold.parameters, fold.label = best.parameters, f"{fold.label}: {jobs.overrides_label(values)}"[:64]
         fold.save(update_fields=["parameters", "label"])
         fold = jobs.run_into(fold)
@@ -190,17 +195,19 @@ def _days(start: datetime, end: datetime, timeframe: str) -> float:
     return (end - start).total_seconds() / 86400 + timeframe_ms(timeframe) / DAY_MS
 
 
-def fold_row(number: int, fold: BacktestRun, objective: str) -> dict:
+def fold_row(number: int, fold: BacktestRun, plan: dict) -> dict:
     """Return one fold's line of the report: windows, chosen values, in-sample and out-of-sample figures."""
+    objective = plan["objective"]
     candidates = list(fold.children.order_by("pk"))
-    selection = fold.metrics.get("selection") or {}
-    chosen = next((c for c in candidates if c.pk == selection.get("chosen_run_id")), None)
+    # The choice is made again from the stored candidates, not read from the fold's "selection":
+    # that is written after the fold is stored done, and another fold's worker may aggregate between.
+    chosen, values = fold_choice(candidates, plan) if fold.status == BacktestRun.Status.DONE else (None, None)
     return {
         "fold": number, "run_id": fold.pk, "status": fold.status, "error": fold.error[:300],
         "train_start": candidates[0].start.isoformat() if candidates else None,
         "train_end": candidates[0].end.isoformat() if candidates else None,
         "test_start": fold.start.isoformat(), "test_end": fold.end.isoformat(),
-        "values": selection.get("values"), "chosen_run_id": selection.get("chosen_run_id"),
+        "values": values, "chosen_run_id": chosen.pk if chosen else None,
         "in_sample": _figures(chosen.metrics, objective) if chosen else None,
         "in_sample_days": _days(chosen.start, chosen.end, chosen.timeframe) if chosen else None,
         "out_of_sample": _figures(fold.metrics, objective) if fold.status == BacktestRun.Status.DONE else None,
@@ -250,7 +257,7 @@ def _sample_summary(rows: list[dict], side: str, objective: str) -> dict:
 def walkforward_aggregate(parent: BacktestRun, folds: list[BacktestRun]) -> None:
     """Stitch the folds' out-of-sample results into the parent (its caller holds the lock and saves)."""
     objective = parent.parameters["objective"]
-    rows = [fold_row(number, fold, objective) for number, fold in enumerate(folds, 1)]
+    rows = [fold_row(number, fold, parent.parameters) for number, fold in enumerate(folds, 1)]
     done = [(number, fold) for number, fold in enumerate(folds, 1) if fold.status == BacktestRun.Status.DONE]
     in_sample = _sample_summary(rows, "in_sample", objective)
     out_of_sample = _sample_summary(rows, "out_of_sample", objective)

@@ -1,7 +1,7 @@
 // Backtests: live progress from the 'backtest' events live.js relays as 'live:backtest' on document,
 // a catch-up from progress.json on every (re)connect ('live:state'), and the report's charts
-// (lightweight-charts v5: equity and drawdown in two panes, candles with trade markers) drawn from
-// the page's JSON. The standalone report runs the same file without live.js: only the charts apply.
+// (lightweight-charts v5: equity and drawdown in two panes, each symbol's candles with its trade markers)
+// drawn from the page's JSON. The standalone report runs the same file without live.js: only the charts apply.
 (function () {
   'use strict';
 
@@ -90,14 +90,28 @@
     chart.timeScale().fitContent();
   }
 
+  // One candle chart for every symbol of the run: the picker (multi-symbol runs only) swaps in the
+  // chosen symbol's candles and its trades' markers.
   function drawCandles(LC, container, data) {
     const chart = LC.createChart(container, { ...BASE, crosshair: { mode: LC.CrosshairMode.Normal } });
     const candles = chart.addSeries(LC.CandlestickSeries, {
       upColor: '#16a34a', downColor: '#dc2626', borderVisible: false, wickUpColor: '#16a34a', wickDownColor: '#dc2626',
     });
-    candles.setData(data.candles);
-    LC.createSeriesMarkers(candles, data.markers);
-    chart.timeScale().fitContent();
+    const markers = LC.createSeriesMarkers(candles, []);
+    const picker = document.querySelector('[data-chart-symbol]');
+    const perBar = document.querySelector('[data-per-bar]');
+    function show(index) {
+      const symbol = data.symbols[index] || data.symbols[0];
+      candles.setData(symbol.candles);
+      markers.setMarkers(symbol.markers);
+      if (perBar) {
+        perBar.textContent = `${symbol.per_bar} bars per candle`;
+        perBar.hidden = symbol.per_bar <= 1;
+      }
+      chart.timeScale().fitContent();
+    }
+    if (picker) picker.addEventListener('change', () => show(Number(picker.value)));
+    show(picker ? Number(picker.value) : 0);
   }
 
   function drawCharts() {
@@ -109,7 +123,7 @@
     const curve = document.querySelector('[data-chart="curve"]');
     const bars = document.querySelector('[data-chart="candles"]');
     if (curve && data.equity.length) drawCurve(LC, curve, data);
-    if (bars && data.candles.length) drawCandles(LC, bars, data);
+    if (bars && data.symbols.some((s) => s.candles.length)) drawCandles(LC, bars, data);
   }
 
   function start() {

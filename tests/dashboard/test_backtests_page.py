@@ -12,8 +12,9 @@ from execution.backtest.report import MAX_CANDLES, fmt
 from execution.backtest.sweeps import sweep_submit
 from execution.backtest.walkforward import walkforward_submit
 from execution.models import BacktestRun
+from market.models import Candle
 from tests.dashboard.conftest import user_with_role
-from tests.execution.backtest.jobs_fixtures import NOW, close_of, market  # noqa: F401
+from tests.execution.backtest.jobs_fixtures import NOW, close_of, eth_15m, market  # noqa: F401
 from tests.market_fixtures import WARMUP_BARS
 
 STEP = timedelta(minutes=15)
@@ -123,6 +124,22 @@ def chart_json(page: str) -> dict:
     return json.loads(found.group(1))
 
 
+def stored_candles(run: BacktestRun, instrument) -> list[dict]:
+    """Return the stored bars of `instrument` the run decided on (opened one bar before each close), as charted."""
+    rows = Candle.objects.filter(instrument=instrument, timeframe=run.timeframe, open_time__gte=run.start - STEP,
+                                 open_time__lte=run.end - STEP).order_by("open_time")
+    return [{"time": int(c.open_time.timestamp()), "open": float(c.open), "high": float(c.high), "low": float(c.low),
+             "close": float(c.close)} for c in rows]
+
+
+def exit_texts(markers: list[dict]) -> list[str]:
+    return sorted(m["text"] for m in markers if m["text"])
+
+
+def exit_texts_of(trades: list[dict]) -> list[str]:
+    return sorted(f"{D(t['pnl_usdt']):+.2f}" for t in trades)
+
+
 def test_report_page_shows_the_metrics_and_the_chart_data(viewer_client, finished_run):
     response = viewer_client.get(reverse("dashboard:backtest", args=[finished_run.pk]))
 
@@ -143,14 +160,63 @@ def test_report_page_shows_the_metrics_and_the_chart_data(viewer_client, finishe
     assert all(p <= 0 for _, p in data["drawdown"])
     assert min(p for _, p in data["drawdown"]) == pytest.approx(-100 * m["max_drawdown_fraction"], abs=1e-3)
     # The candles decided on, and an entry and an exit marker per trade on them.
-    times = [c["time"] for c in data["candles"]]
-    assert len(times) == 48 <= MAX_CANDLES and times[0] == start_s - 900 and times == sorted(times)
-    assert len(data["markers"]) == 2 * len(finished_run.trades) and {m["time"] for m in data["markers"]} <= set(times)
+    [btc] = data["symbols"]
+    assert btc["symbol"] == "BTCUSDT" and btc["per_bar"] == 1
+    assert btc["candles"] == stored_candles(finished_run, finished_run.instrument)
+    times = [c["time"] for c in btc["candles"]]
+    assert len(times) == 48 <= MAX_CANDLES and times[0] == start_s - 900
+    assert len(btc["markers"]) == 2 * len(finished_run.trades) and {m["time"] for m in btc["markers"]} <= set(times)
     first = finished_run.trades[0]
-    assert data["markers"][0]["shape"] == ("arrowUp" if first["side"] == "LONG" else "arrowDown")
-    assert sorted(m["text"] for m in data["markers"] if m["text"]) == sorted(
-        f"{D(t['pnl_usdt']):+.2f}" for t in finished_run.trades)
+    assert btc["markers"][0]["shape"] == ("arrowUp" if first["side"] == "LONG" else "arrowDown")
+    assert exit_texts(btc["markers"]) == exit_texts_of(finished_run.trades)
     assert "lightweight-charts.standalone.production.js" in page
+    assert "data-chart-symbol" not in page       # one symbol: no picker
+
+
+@pytest.fixture
+def two_symbol_run(market, eth_15m, django_capture_on_commit_callbacks):  # noqa: F811
+    """A run over BTCUSDT and ETHUSDT on one account, done, with trades in both."""
+    instrument, frame = market
+    start = close_of(frame, WARMUP_BARS)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = backtest_submit(symbols=["BTCUSDT", "ETHUSDT"], timeframe="15m", start=start, end=start + STEP * 47,
+                              starting_equity=D("10000"), parameters=None, actor="olga", now=NOW)
+    run.refresh_from_db()
+    assert run.status == "done" and {t["symbol"] for t in run.trades} == {"BTCUSDT", "ETHUSDT"}
+    return run, {"BTCUSDT": instrument, "ETHUSDT": eth_15m}
+
+
+def on_bar(ms: int, times: list[int]) -> int:
+    """Return the open (s) of the bar among `times` that holds the moment `ms`."""
+    return max(t for t in times if t <= ms // 1000)
+
+
+def assert_symbol_chart(chart: dict, run: BacktestRun, instrument) -> None:
+    """Assert one symbol's chart: its own stored candles, an entry and an exit marker on them per trade of it."""
+    trades = [t for t in run.trades if t["symbol"] == instrument.exchange_symbol]
+    times = [c["time"] for c in chart["candles"]]
+    assert chart["symbol"] == instrument.exchange_symbol and chart["per_bar"] == 1
+    assert chart["candles"] == stored_candles(run, instrument) and len(times) == 48
+    assert exit_texts(chart["markers"]) == exit_texts_of(trades)
+    assert sorted(m["time"] for m in chart["markers"]) == sorted(
+        on_bar(t[key], times) for t in trades for key in ("entry_ms", "exit_ms"))
+
+
+@pytest.mark.parametrize("url_name", ["dashboard:backtest", "dashboard:backtest-export"])
+def test_report_of_several_symbols_charts_each_symbol_with_its_trades(viewer_client, two_symbol_run, url_name):
+    run, instruments = two_symbol_run
+
+    page = viewer_client.get(reverse(url_name, args=[run.pk])).content.decode()
+
+    data = chart_json(page)
+    assert [c["symbol"] for c in data["symbols"]] == ["BTCUSDT", "ETHUSDT"]
+    for chart in data["symbols"]:
+        assert_symbol_chart(chart, run, instruments[chart["symbol"]])
+    btc, eth = data["symbols"]
+    assert btc["candles"][0]["close"] > 10 * eth["candles"][0]["close"]     # two markets, not one twice
+    # The picker offers each symbol by its index in the data, which backtest.js draws on change.
+    assert re.findall(r'<option value="(\d+)">(\w+)</option>', page) == [("0", "BTCUSDT"), ("1", "ETHUSDT")]
+    assert "<select data-chart-symbol" in page
 
 
 def test_progress_json_gives_the_run_and_its_children(viewer_client, finished_run):

@@ -1,7 +1,6 @@
 """Control page: roles, the confirmation step of ON and the kill switch, audit rows and CSRF."""
 import re
 from datetime import timedelta
-from decimal import Decimal as D
 
 import pytest
 import time_machine
@@ -11,13 +10,8 @@ from django.utils import timezone
 
 from decisions.models import AuditRecord, TradingConfig
 from decisions.selectors import trading_config_get
-from execution.models import Account, Position
-from execution.oms import OrderIntent, make_intent_id
-from execution.orders import order_place
-from execution.paper_venue import PaperVenue
-from market.models import Candle
-from market.services import instrument_ensure
 from tests.dashboard.conftest import user_with_role
+from tests.paper_fixtures import paper_book
 
 CONTROL = reverse("dashboard:control")
 POSTS = ["dashboard:control-mode", "dashboard:control-pause", "dashboard:control-resume", "dashboard:control-stop",
@@ -48,19 +42,7 @@ def _messages(response) -> str:
 @pytest.fixture
 def paper(db):
     """A paper account with an open position and a resting entry limit, priced by closed 1 m bars."""
-    now = timezone.now()
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    for n in range(5, 0, -1):
-        Candle.objects.create(instrument=instrument, timeframe="1m", open_time=now - timedelta(minutes=n + 1),
-                              open=D("60000"), high=D("60100"), low=D("59900"), close=D("60050"), volume=D("10"))
-    position = Position.objects.create(account=account, instrument=instrument, side="LONG", open_key=instrument.pk,
-                                       quantity=D("0.010"), initial_quantity=D("0.010"), entry_price=D("59000"),
-                                       stop_price=D("58000"), target_price=D("62000"), opened_at=now - timedelta(hours=1))
-    intent = OrderIntent(make_intent_id("page-test"), "entry", instrument.symbol, "buy", "limit_maker", D("0.010"),
-                         price=D("50000"))
-    entry, _ = order_place(account=account, instrument=instrument, intent=intent, now=now - timedelta(minutes=3),
-                           broker=PaperVenue(account, trading_config_get()), reference_price=D("60050"))
+    _, _, position, entry = paper_book(now=timezone.now(), tag="page-test")
     return position, entry
 
 

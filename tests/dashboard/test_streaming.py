@@ -26,8 +26,9 @@ from execution.models import EquityPoint, Fill, Order, Position
 from execution.services import account_ensure, equity_record
 from market.ingest import candles_upsert
 from market.services import instrument_ensure
+from tests.approval_fixtures import pending_decision_create
 from tests.dashboard.conftest import user_with_role
-from tests.dashboard.factories import CandleFactory, DecisionFactory, InstrumentFactory, TradingConfigFactory
+from tests.dashboard.factories import TradingConfigFactory
 from tests.market_fixtures import BTC_15M_FILE, WARMUP_BARS, real_frame
 
 # The consumer reads the database from a worker thread, which a rolled-back test transaction would hide.
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # A Wednesday afternoon, inside the default trading hours (07:00-23:00 Warsaw).
 NOW = dt.datetime(2026, 11, 25, 14, 10, tzinfo=dt.UTC)
-MINUTE = dt.timedelta(minutes=1)
 QUIET_SECONDS = 0.3   # how long the open transaction is watched for a premature event
 
 
@@ -49,17 +49,7 @@ def make_user(name: str = "viewer", role: str | None = None):
 @database_sync_to_async
 def pending_decision() -> Decision:
     """Store a HYBRID decision waiting for approval, priced by closed 1m candles inside its entry zone."""
-    TradingConfigFactory(mode="HYBRID")
-    btc = InstrumentFactory(data_source="exchange")
-    account_ensure(name="paper")
-    for minutes in (3, 2):
-        CandleFactory(instrument=btc, timeframe="1m", open_time=NOW - minutes * MINUTE, close=Decimal("65050"))
-    return DecisionFactory(
-        instrument=btc, timeframe="15m", as_of=NOW - 10 * MINUTE, action="LONG", mode="HYBRID",
-        outcome="pending", approval="pending", entry_price=Decimal("65050"), stop_price=Decimal("64800.5"),
-        target_price=Decimal("65800.5"), quantity=Decimal("0.015"),
-        take_profits=[{"price": "65300.5", "share": "0.5"}, {"price": "65800.5", "share": "0.5"}],
-        entry_zone_low=Decimal("64990"), entry_zone_high=Decimal("65110"), expires_at=NOW + dt.timedelta(hours=4))
+    return pending_decision_create(NOW)
 
 
 async def connect(user) -> WebsocketCommunicator:

@@ -19,11 +19,10 @@ from execution.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from execution.models import Account, Order, Position
 from execution.oms import OrderIntent, make_intent_id
 from execution.orders import order_place
-from execution.paper_venue import PaperVenue
 from execution.protective import protection_place
-from market.models import Candle
 from market.services import instrument_ensure
 from tests.emulator.fixtures import usdm_client
+from tests.paper_fixtures import paper_book
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -158,20 +157,7 @@ def test_bot_resume_leaves_the_mode_as_it_is():
 @pytest.fixture
 def paper(db):
     """Return (account, instrument, open position, resting entry) on the paper venue, priced near 60 000."""
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    for n in range(5, 0, -1):
-        Candle.objects.create(instrument=instrument, timeframe="1m", open_time=NOW - timedelta(minutes=n + 1),
-                              open=D("60000"), high=D("60100"), low=D("59900"), close=D("60050"), volume=D("10"))
-    position = Position.objects.create(account=account, instrument=instrument, side="LONG", open_key=instrument.pk,
-                                       quantity=D("0.010"), initial_quantity=D("0.010"), entry_price=D("59000"),
-                                       stop_price=D("58000"), target_price=D("62000"), opened_at=NOW - timedelta(hours=1))
-    intent = OrderIntent(make_intent_id("control-test"), "entry", instrument.symbol, "buy", "limit_maker",
-                         D("0.010"), price=D("50000"))
-    entry, _ = order_place(account=account, instrument=instrument, intent=intent, now=NOW - timedelta(minutes=3),
-                           broker=PaperVenue(account, trading_config_get()), reference_price=D("60050"))
-    assert entry.status == "accepted"
-    return account, instrument, position, entry
+    return paper_book(now=NOW, tag="control-test")
 
 
 def test_bot_stop_pauses_cancels_working_entries_and_keeps_positions(paper, live, django_capture_on_commit_callbacks):

@@ -16,13 +16,12 @@ from execution.services import account_ensure
 from market.models import EtfFlow, ManualUpload
 from market.manual.schemas import ETF_FLOWS_EXAMPLE
 from tests.dashboard.conftest import user_with_role
-from tests.dashboard.factories import (CandleFactory, DecisionFactory, EquityPointFactory, InstrumentFactory,
-                                      TradingConfigFactory)
+from tests.approval_fixtures import pending_decision_create
+from tests.dashboard.factories import EquityPointFactory, TradingConfigFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw"
-MINUTE = dt.timedelta(minutes=1)
 EQUITY_BLUE = (37, 99, 235)   # static/dashboard/equity.js draws the equity line in #2563eb
 
 # A row of the open-positions table, whichever data attribute the overview gives it.
@@ -155,19 +154,8 @@ def test_equity_page_draws_the_equity_curve(browser_context):
 
 def approvable_decision():
     """Store a HYBRID decision the gates allow now: trading all day, priced inside its entry zone."""
-    TradingConfigFactory(mode="HYBRID", trading_start=dt.time(0, 0), trading_end=dt.time(0, 0))
-    btc = InstrumentFactory(data_source="exchange")
-    account_ensure(name="paper")
-    minute = timezone.now().replace(second=0, microsecond=0)
-    for minutes in (3, 2):  # closed bars; the last one prices the approval
-        CandleFactory(instrument=btc, timeframe="1m", open_time=minute - minutes * MINUTE, close=Decimal("65050"))
-    return DecisionFactory(
-        instrument=btc, timeframe="15m", as_of=minute - 10 * MINUTE, action="LONG", mode="HYBRID",
-        outcome="pending", approval="pending", entry_price=Decimal("65050"), stop_price=Decimal("64800.5"),
-        target_price=Decimal("65800.5"), quantity=Decimal("0.015"),
-        take_profits=[{"price": "65300.5", "share": "0.5"}, {"price": "65800.5", "share": "0.5"}],
-        entry_zone_low=Decimal("64990"), entry_zone_high=Decimal("65110"),
-        expires_at=timezone.now() + dt.timedelta(hours=4))
+    return pending_decision_create(timezone.now().replace(second=0, microsecond=0),
+                                   trading_start=dt.time(0, 0), trading_end=dt.time(0, 0))
 
 
 def test_approval_in_another_tab_puts_the_position_on_the_open_overview_without_reload(operator_page):

@@ -132,3 +132,30 @@ def test_walkforward_bad_input_names_the_field_and_stores_nothing(span, django_c
 
     assert message in refused.value.errors[field]
     assert not BacktestRun.objects.exists() and not callbacks
+
+
+def test_walkforward_fold_ending_while_another_stores_its_choice_aggregates_both_choices(
+        span, monkeypatch, django_capture_on_commit_callbacks):
+    instrument, start, end = span
+    with django_capture_on_commit_callbacks(execute=False):
+        parent = walk(instrument, start, end)
+    first, second = parent.children.order_by("pk")
+    real_run_into = jobs.run_into
+
+    def run_into(run):
+        run = real_run_into(run)
+        if run.pk == first.pk:
+            # Another worker's fold ends between this fold's out-of-sample end and the record of its choice.
+            assert walkforward_fold_execute(second.pk) == f"backtest {second.pk} done"
+        return run
+    monkeypatch.setattr(jobs, "run_into", run_into)
+
+    walkforward_fold_execute(first.pk)
+
+    parent.refresh_from_db()
+    assert parent.status == "done"
+    for row, fold in zip(parent.metrics["folds"], parent.children.order_by("pk")):
+        selection = fold.metrics["selection"]
+        chosen = BacktestRun.objects.get(pk=selection["chosen_run_id"])
+        assert (row["chosen_run_id"], row["values"]) == (chosen.pk, selection["values"])
+        assert row["in_sample"]["net_pnl_usdt"] == chosen.metrics["net_pnl_usdt"]
