@@ -46,30 +46,39 @@ def _finest_period(rows: list[tuple]) -> list[tuple]:
     return [r for r in rows if r[0] == best]
 
 
-def _samples(instrument: Instrument, kind: str, as_of: datetime, lookback: timedelta, columns: list[str]) -> list:
-    rows = list(
-        DerivativesSample.objects.filter(instrument=instrument, kind=kind, ts__lte=as_of, ts__gt=as_of - lookback)
-        .exclude(**{f"{columns[0]}__isnull": True})
-        .order_by("ts")
-        .values_list("period", "ts", *columns)
-    )
-    return _finest_period(rows)
+def _samples(instrument: Instrument, as_of: datetime, wanted: dict[str, tuple[timedelta, list[str]]]) -> dict:
+    """Return {kind: rows (period, ts, *columns)} of each kind's look-back, oldest first, in one query.
+
+    `wanted` maps a derivatives kind to (look-back, its columns); a row counts when its first column is set.
+    """
+    which = Q()
+    for kind, (lookback, columns) in wanted.items():
+        which |= Q(kind=kind, ts__gt=as_of - lookback, **{f"{columns[0]}__isnull": False})
+    names = list(dict.fromkeys(c for _, columns in wanted.values() for c in columns))
+    rows = (DerivativesSample.objects.filter(which, instrument=instrument, ts__lte=as_of)
+            .order_by("ts").values_list("kind", "period", "ts", *names))
+    found: dict[str, list] = {kind: [] for kind in wanted}
+    for row in rows:
+        values = dict(zip(names, row[3:]))
+        found[row[0]].append((row[1], row[2], *(values[c] for c in wanted[row[0]][1])))
+    return {kind: _finest_period(kind_rows) for kind, kind_rows in found.items()}
 
 
 def derivatives_load(*, instrument: Instrument, as_of: datetime, params: FlowParams) -> dict[str, tuple]:
     """Return funding, open interest, basis and CVD samples with ts <= as_of inside each one's look-back."""
     hour = timedelta(hours=1)
     oi_window = max((*params.oi_windows_ms, params.oi_trend_window_ms, params.oi_spike_window_ms))
-    funding = _samples(instrument, DerivativesKind.FUNDING, as_of,
-                       timedelta(milliseconds=params.funding_z_window_ms + params.max_age("funding")) + hour,
-                       ["funding_rate"])
-    oi = _samples(instrument, DerivativesKind.OPEN_INTEREST, as_of,
-                  timedelta(milliseconds=oi_window * (1 + params.oi_window_tolerance) + params.max_age("open_interest")),
-                  ["open_interest", "open_interest_value"])
-    basis = _samples(instrument, DerivativesKind.MARK_INDEX, as_of, timedelta(milliseconds=params.max_age("basis")),
-                     ["mark_price", "index_price"])
-    cvd = _samples(instrument, DerivativesKind.CVD, as_of,
-                   timedelta(milliseconds=params.cvd_window_ms + params.max_age("cvd")) + hour, ["cvd"])
+    samples = _samples(instrument, as_of, {
+        DerivativesKind.FUNDING: (timedelta(milliseconds=params.funding_z_window_ms + params.max_age("funding")) + hour,
+                                  ["funding_rate"]),
+        DerivativesKind.OPEN_INTEREST: (
+            timedelta(milliseconds=oi_window * (1 + params.oi_window_tolerance) + params.max_age("open_interest")),
+            ["open_interest", "open_interest_value"]),
+        DerivativesKind.MARK_INDEX: (timedelta(milliseconds=params.max_age("basis")), ["mark_price", "index_price"]),
+        DerivativesKind.CVD: (timedelta(milliseconds=params.cvd_window_ms + params.max_age("cvd")) + hour, ["cvd"]),
+    })
+    funding, oi = samples[DerivativesKind.FUNDING], samples[DerivativesKind.OPEN_INTEREST]
+    basis, cvd = samples[DerivativesKind.MARK_INDEX], samples[DerivativesKind.CVD]
     return {
         "funding": tuple(FundingPoint(to_ms(r[1]), float(r[2])) for r in funding),
         "open_interest": tuple(OpenInterestPoint(to_ms(r[1]), float(r[2]), _fl(r[3])) for r in oi),

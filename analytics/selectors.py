@@ -4,16 +4,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-import pandas as pd
+from django.db import connections
 
 from analytics.features.mtf import TIMEFRAMES
 from analytics.snapshot import Bars, Context
 from market.models import Candle, Instrument, OrderBookSnapshot
-from market.resample import resample
+from market.resample import resample_columns
 from market.timeframes import timeframe_ms
 
 # Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
 MAX_RESAMPLE_SOURCE_BARS = 7_000
+STRUCTURE_BARS = 100            # closed bars per structure-confirmation timeframe
 
 
 def bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int) -> Bars:
@@ -30,6 +31,29 @@ def bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: i
     return _bars_from_rows(rows, step_ms)
 
 
+def bars_load_many(*, instrument: Instrument, wanted: dict[str, int], now: datetime) -> dict[str, Bars]:
+    """Return `bars_load` of each timeframe in `wanted` ({timeframe: count}), in one query where the database can.
+
+    MariaDB runs the per-timeframe reads as one UNION ALL of ordered, limited selects; SQLite
+    cannot limit the parts of a compound select, so there each timeframe is its own query.
+    """
+    parts = []
+    for timeframe, count in wanted.items():
+        last_open = now - timedelta(milliseconds=timeframe_ms(timeframe))
+        parts.append(Candle.objects.filter(instrument=instrument, timeframe=timeframe, open_time__lte=last_open)
+                     .order_by("-open_time")
+                     .values_list("timeframe", "open_time", "open", "high", "low", "close", "volume")[:count])
+    if len(parts) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
+        rows = list(parts[0].union(*parts[1:], all=True))
+    else:
+        rows = [row for part in parts for row in part]
+    by_timeframe: dict[str, list] = {timeframe: [] for timeframe in wanted}
+    for row in rows:
+        by_timeframe[row[0]].append(row[1:])
+    return {timeframe: _bars_from_rows(sorted(found, key=lambda r: r[0]), timeframe_ms(timeframe))
+            for timeframe, found in by_timeframe.items()}
+
+
 def _bars_from_rows(rows: list, step_ms: int) -> Bars:
     times = np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64)
     values = np.array([[float(v) for v in r[1:]] for r in rows], dtype=float).reshape(-1, 5)
@@ -37,12 +61,12 @@ def _bars_from_rows(rows: list, step_ms: int) -> Bars:
 
 
 def resampled(bars: Bars, source: str, target: str) -> Bars:
-    frame = pd.DataFrame({"open_time_ms": bars.open_time_ms, "open": bars.open, "high": bars.high,
-                          "low": bars.low, "close": bars.close, "volume": bars.volume})
+    """Return the complete `target` bars aggregated from `bars` (market.resample's rule, on arrays)."""
     # complete_only: a bucket is kept only when every source bar exists, so it has closed.
-    out = resample(frame, source, target, complete_only=True)
-    return Bars(out["open_time_ms"].to_numpy(dtype=np.int64), *(out[c].to_numpy(dtype=float)
-                for c in ("open", "high", "low", "close", "volume")), timeframe_ms(target))
+    times, out = resample_columns(bars.open_time_ms, {"open": bars.open, "high": bars.high, "low": bars.low,
+                                                      "close": bars.close, "volume": bars.volume}, source, target)
+    return Bars(times.astype(np.int64), out["open"], out["high"], out["low"], out["close"], out["volume"],
+                timeframe_ms(target))
 
 
 def views_filled(higher: dict[str, Bars], timeframe: str, bars_per_view: int, load_source) -> dict[str, Bars]:
@@ -64,7 +88,15 @@ def views_filled(higher: dict[str, Bars], timeframe: str, bars_per_view: int, lo
     return out
 
 
-def structure_bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int = 100) -> Bars:
+def _last(bars: Bars, count: int) -> Bars:
+    """Return the last `count` bars of `bars` (a view and a structure timeframe can be the same one)."""
+    if len(bars) <= count:
+        return bars
+    return Bars(*(a[-count:] for a in (bars.open_time_ms, bars.open, bars.high, bars.low, bars.close, bars.volume)),
+                bars.timeframe_ms)
+
+
+def structure_bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int = STRUCTURE_BARS) -> Bars:
     """Return up to `count` closed bars of `timeframe`, resampled from stored 1m bars when too few are stored."""
     bars = bars_load(instrument=instrument, timeframe=timeframe, now=now, count=count)
     return structure_bars_from(bars, timeframe, count, lambda n: bars_load(instrument=instrument, timeframe="1m",
@@ -98,11 +130,18 @@ def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_
     are loaded once for all such views.
     """
     views = [tf for tf in TIMEFRAMES if timeframe_ms(tf) >= timeframe_ms(timeframe)]
-    higher = {tf: bars_load(instrument=instrument, timeframe=tf, now=now, count=bars_per_view) for tf in views}
+    structure_views = [tf for tf in structure_timeframes if tf != timeframe]
+    # One read for the views and the stored structure bars (STRUCTURE_BARS each).
+    wanted = {tf: bars_per_view for tf in views}
+    for tf in structure_views:
+        wanted[tf] = max(wanted.get(tf, 0), STRUCTURE_BARS)
+    stored = bars_load_many(instrument=instrument, now=now, wanted=wanted)
+    higher = {tf: _last(stored[tf], bars_per_view) for tf in views}
     higher = views_filled(higher, timeframe, bars_per_view,
                           lambda n: bars_load(instrument=instrument, timeframe=timeframe, now=now, count=n))
-    structure = {tf: structure_bars_load(instrument=instrument, timeframe=tf, now=now)
-                 for tf in structure_timeframes if tf != timeframe}
+    structure = {tf: structure_bars_from(_last(stored[tf], STRUCTURE_BARS), tf, STRUCTURE_BARS,
+                                         lambda n: bars_load(instrument=instrument, timeframe="1m", now=now, count=n))
+                 for tf in structure_views}
     book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)
             .order_by("-ts").values_list("bids", "asks").first())
     if book is None:

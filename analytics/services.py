@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 import numpy as np
-from django.db import transaction
 
 from analytics.flow import DEFAULT_PARAMS, build_flow
 from analytics.flow.sentiment import NewsScoreSource
@@ -17,6 +16,7 @@ from analytics.snapshot import MarketSnapshot
 from market.coverage import SeriesGapError, require_complete
 from market.models import Instrument
 from market.timeframes import timeframe_ms
+from tradingbot.upsert import row_upsert
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -26,37 +26,26 @@ def ms_to_datetime(ms: int) -> datetime:
 
 def snapshot_record(*, instrument: Instrument, timeframe: str, snapshot: MarketSnapshot) -> Snapshot:
     """Store the snapshot; a second call for the same bar replaces the first."""
-    row, _ = Snapshot.objects.update_or_create(
-        instrument=instrument,
-        timeframe=timeframe,
-        as_of=ms_to_datetime(snapshot.as_of_ms),
-        defaults={
-            "close": Decimal(repr(snapshot.close)),
-            "atr": snapshot.atr,
-            "trend": snapshot.trend,
-            "momentum": snapshot.momentum,
-            "features": snapshot.features(),
-        },
-    )
-    return row
+    return row_upsert(Snapshot, keys={"instrument": instrument, "timeframe": timeframe,
+                                      "as_of": ms_to_datetime(snapshot.as_of_ms)}, values={
+        "close": Decimal(repr(snapshot.close)),
+        "atr": snapshot.atr,
+        "trend": snapshot.trend,
+        "momentum": snapshot.momentum,
+        "features": snapshot.features(),
+    })
 
 
-def flow_record(*, instrument: Instrument, flow: FlowResult) -> Flow:
-    """Store the flow in one transaction; a second call for the same as_of replaces the first."""
-    with transaction.atomic():
-        row, _ = Flow.objects.update_or_create(
-            instrument=instrument,
-            as_of=ms_to_datetime(flow.as_of_ms),
-            defaults={
-                "crowd_bias": flow.crowd_bias.value,
-                "trap_index": flow.trap_index.value,
-                "global_risk_score": flow.global_risk.value,
-                "warnings": flow.warnings_json(),
-                "parts": flow.parts_json(),
-                "inputs": flow.inputs_json(),
-            },
-        )
-    return row
+def flow_record(*, instrument: Instrument, flow: FlowResult, extra_warnings: list | tuple = ()) -> Flow:
+    """Store the flow (with `extra_warnings` after its own) in one statement; a second call for the same as_of replaces the first."""
+    return row_upsert(Flow, keys={"instrument": instrument, "as_of": ms_to_datetime(flow.as_of_ms)}, values={
+        "crowd_bias": flow.crowd_bias.value,
+        "trap_index": flow.trap_index.value,
+        "global_risk_score": flow.global_risk.value,
+        "warnings": [*flow.warnings_json(), *extra_warnings],
+        "parts": flow.parts_json(),
+        "inputs": flow.inputs_json(),
+    })
 
 
 def flow_run(*, instrument: Instrument, as_of: datetime, params: FlowParams = DEFAULT_PARAMS,
@@ -70,12 +59,7 @@ def flow_run(*, instrument: Instrument, as_of: datetime, params: FlowParams = DE
     gap_warnings = []
     if not allow_gaps:
         inputs, gap_warnings = without_gappy_series(inputs, timeframe_ms(candle_timeframe))
-    with transaction.atomic():
-        row = flow_record(instrument=instrument, flow=build_flow(inputs, params, news))
-        if gap_warnings:
-            row.warnings = [*row.warnings, *gap_warnings]
-            row.save(update_fields=["warnings"])
-    return row
+    return flow_record(instrument=instrument, flow=build_flow(inputs, params, news), extra_warnings=gap_warnings)
 
 
 GAP_CHECK_WINDOW_MS = 24 * 3_600_000

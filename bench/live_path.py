@@ -95,6 +95,9 @@ def _args():
     parser.add_argument("--redis", default="", help="channel layer on this Redis (channels-redis)")
     parser.add_argument("--out", default=str(REPO / "bench" / "live_path.json"))
     parser.add_argument("--profile", type=int, default=0, help="cProfile this many cycles after the run")
+    parser.add_argument("--profile-out", default="", help="also write the cProfile stats to this file")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="leave the start-up heap in the garbage collector's passes (tradingbot.heap)")
     return parser.parse_args()
 
 
@@ -329,6 +332,10 @@ def main() -> None:
     database = database_recreate(args.database_url)
     django_start(args.database_url, args.redis)
     instrument, frame = world_seed(args.warm + args.cycles + args.profile)
+    if not args.no_freeze:
+        from tradingbot.heap import heap_freeze
+
+        heap_freeze()   # as the engine's processes do once started (django-q2 workers, run_bot's engine)
     subscriber = Subscriber(threaded=bool(args.redis))
     queries = Queries()
     clock = Clock(queries)
@@ -346,13 +353,15 @@ def main() -> None:
     result = {"machine": before, "load_average_at_end": machine()["load_average_1_5_15"], "database": database,
               "channel_layer": "channels-redis " + args.redis if args.redis else "in-memory (one process)",
               "candles": f"{CANDLE_FILE}: {args.cycles} bars after {WARMUP_BARS} warm-up and {args.warm} untimed",
-              "config": BENCH_CONFIG, "summary": summarize(cycles)}
+              "config": BENCH_CONFIG, "heap_frozen": not args.no_freeze, "summary": summarize(cycles)}
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
         for k in range(args.warm + args.cycles, args.warm + args.cycles + args.profile):
             cycle_once(frame.iloc[[k]], instrument, subscriber, clock, queries)
         profiler.disable()
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)

@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Max, Min, Sum
+from django.db.models import Max, Min, Q, Sum
 
 from analytics.services import ms_to_datetime
 from decisions.models import TradingConfig
 from decisions.risk.limits import ClosedTrade, OpenPosition, RecentOrder, RiskLimits, RiskState
 from decisions.risk.wall import day_bounds, week_bounds
 from execution.models import Account, EquityPoint, Fill, Order, Position
-from execution.selectors import equity_now
+from execution.selectors import equity_now, positions_open
 from market.models import Candle, Instrument, OrderBookSnapshot
 
 
@@ -39,10 +39,6 @@ def _equity_at(account: Account, moment: datetime, fallback: Decimal) -> Decimal
     return point.equity_usdt if point else fallback
 
 
-def _low_since(account: Account, moment: datetime) -> Decimal | None:
-    return EquityPoint.objects.filter(account=account, ts__gte=moment).aggregate(low=Min("equity_usdt"))["low"]
-
-
 def _closed_trades(account: Account, since: datetime) -> tuple[ClosedTrade, ...]:
     rows = (Position.objects.filter(account=account, status=Position.Status.CLOSED, closed_at__gte=since)
             .select_related("instrument"))
@@ -60,11 +56,20 @@ def _market_facts(instrument: Instrument, now: datetime) -> dict:
 
 
 def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, limits: RiskLimits,
-                    atr_percentile: float | None) -> RiskState:
-    """Return the account and market facts of `instrument` the gates need at `now`."""
-    equity = equity_now(account=account, now=now)
+                    atr_percentile: float | None, equity: Decimal | None = None,
+                    positions: list[Position] | None = None) -> RiskState:
+    """Return the account and market facts of `instrument` the gates need at `now`.
+
+    `equity` (at `now`) and `positions` (the open ones, with instruments) when the caller has read them.
+    """
+    if positions is None:
+        positions = positions_open(account)
+    equity = equity if equity is not None else equity_now(account=account, now=now, positions=positions)
     day_start, week_start = (ms_to_datetime(day_bounds(now, limits)[0]), ms_to_datetime(week_bounds(now, limits)[0]))
-    peak = EquityPoint.objects.filter(account=account, ts__lte=now).aggregate(peak=Max("equity_usdt"))["peak"]
+    # The peak and both lows in one pass over the account's points.
+    marks = EquityPoint.objects.filter(account=account).aggregate(
+        peak=Max("equity_usdt", filter=Q(ts__lte=now)), day_low=Min("equity_usdt", filter=Q(ts__gte=day_start)),
+        week_low=Min("equity_usdt", filter=Q(ts__gte=week_start)))
     orders = Order.objects.filter(account=account, created_at__gt=now - timedelta(minutes=limits.rate_window_minutes),
                                   created_at__lte=now)
     last_fill = Fill.objects.filter(order__account=account, ts__lte=now).aggregate(last=Max("ts"))["last"]
@@ -72,13 +77,11 @@ def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, 
         equity_now=equity,
         day_start_equity=_equity_at(account, day_start, account.starting_balance_usdt),
         week_start_equity=_equity_at(account, week_start, account.starting_balance_usdt),
-        peak_equity=max(peak or equity, equity),
-        day_low_equity=_low_since(account, day_start),
-        week_low_equity=_low_since(account, week_start),
+        peak_equity=max(marks["peak"] or equity, equity),
+        day_low_equity=marks["day_low"],
+        week_low_equity=marks["week_low"],
         closed_trades=_closed_trades(account, day_start),
-        open_positions=tuple(OpenPosition(p.instrument.exchange_symbol, p.side, _ms(p.opened_at)) for p in
-                             Position.objects.filter(account=account, status=Position.Status.OPEN)
-                             .select_related("instrument")),
+        open_positions=tuple(OpenPosition(p.instrument.exchange_symbol, p.side, _ms(p.opened_at)) for p in positions),
         recent_orders=tuple(RecentOrder(_ms(o.created_at), o.quantity * (o.average_price or o.price or o.trigger_price
                                                                           or Decimal(0))) for o in orders),
         last_trade_ms=_ms(last_fill) if last_fill else None,

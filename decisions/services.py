@@ -19,7 +19,7 @@ from decisions.engine.packet import Context as PacketContext
 from decisions.engine.packet import Packet, build_packet
 from decisions.engine.rules import Signal, decide
 from decisions.params import flow_view, packet_params, sentiment_by_source, snapshot_params
-from decisions.audit_services import ENGINE, audit_append
+from decisions.audit_services import ENGINE, audit_append, audit_extend
 from decisions.cycle import flow_line, trade_limits, window_gap  # noqa: F401  (moved to the core)
 from decisions.models import AuditRecord, Decision, Mode, TradingConfig
 from decisions.overrides import gate_overrides_active
@@ -30,7 +30,7 @@ from execution import services as execution
 from execution.models import Account, Position
 from execution.oms import OrderRejected
 from execution.reconciliation import trading_enabled
-from execution.selectors import account_name_for, equity_now, last_close
+from execution.selectors import account_name_for, equity_now, last_close, positions_open
 from market.coverage import SeriesGapError
 from market.models import Instrument
 
@@ -42,11 +42,15 @@ def _market_rules(instrument: Instrument) -> pipeline.MarketRules:
                                 instrument.min_notional)
 
 
-def _account_facts(account: Account, config: TradingConfig, now: datetime) -> pipeline.AccountFacts:
-    open_rows = list(Position.objects.filter(account=account, status=Position.Status.OPEN)
-                     .values_list("quantity", "entry_price"))
-    margin_in_use = sum((q * p for q, p in open_rows), Decimal(0)) / config.max_leverage
-    return pipeline.AccountFacts(equity_now(account=account, now=now), margin_in_use, len(open_rows))
+def _account_facts(account: Account, config: TradingConfig, now: datetime,
+                   equity: Decimal | None = None, positions: list[Position] | None = None) -> pipeline.AccountFacts:
+    """Return the account's equity, margin in use and open count (from `positions`, its open ones, when given)."""
+    if positions is None:
+        positions = positions_open(account)
+    margin_in_use = sum((p.quantity * p.entry_price for p in positions), Decimal(0)) / config.max_leverage
+    return pipeline.AccountFacts(equity if equity is not None else equity_now(account=account, now=now,
+                                                                              positions=positions),
+                                 margin_in_use, len(positions))
 
 
 def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, now: datetime,
@@ -59,9 +63,13 @@ def _gates(*, config: TradingConfig, account: Account, instrument: Instrument, n
                               gate_overrides_active(now=now))
 
 
-def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> Decision | None:
-    """Evaluate the last closed bar of `instrument` once; a repeat for the same bar returns the first."""
-    config = trading_config_get()
+def decision_run(*, instrument: Instrument, now: datetime, account: Account,
+                 config: TradingConfig | None = None) -> Decision | None:
+    """Evaluate the last closed bar of `instrument` once; a repeat for the same bar returns the first.
+
+    `config` is the configuration the caller read for this cycle (read here when not given).
+    """
+    config = config if config is not None else trading_config_get()
     decisions_expire(now=now)
     bars = _bars(instrument, config, now)
     if bars is None:
@@ -78,12 +86,16 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account) -> 
     packet = packet_build(instrument=instrument, account=account, config=config, bars=bars, snapshot=snapshot,
                           flow=flow)
     limits = risk_limits_for(config)
+    positions = positions_open(account)     # read once for the equity, the gates and the sizing
+    equity = equity_now(account=account, now=now, positions=positions)
     bar = pipeline.decide_bar(
         packet, flow_line=flow_line(flow) if flow is not None else None,
         state=risk_state_load(account=account, instrument=instrument, now=now, limits=limits,
-                              atr_percentile=snapshot.extra.get("atr_percentile")),
+                              atr_percentile=snapshot.extra.get("atr_percentile"), equity=equity,
+                              positions=positions),
         limits=limits, trade=trade_limits(config), market=_market_rules(instrument),
-        account=_account_facts(account, config, now), now=now, overridden=gate_overrides_active(now=now))
+        account=_account_facts(account, config, now, equity, positions), now=now,
+        overridden=gate_overrides_active(now=now))
     signal, gates, sizing, routed = bar.signal, list(bar.gates), bar.sizing, bar.route
     mode, reason = bar.mode, bar.reason
     if bar.breaker_until_ms is not None:
@@ -307,13 +319,14 @@ def flow_payload(flow: Flow) -> dict:
 def decision_audit(decision: Decision, *, now: datetime) -> None:
     """Append the decision and its gate verdicts to the audit chain (inside the caller's transaction)."""
     subject = f"decision:{decision.pk}"
-    audit_append(kind=AuditRecord.Kind.DECISION, actor=ENGINE, subject=subject, now=now, body={
-        "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
-        "action": decision.action, "mode": decision.mode, "outcome": decision.outcome, "reason": decision.reason,
-        "entry_price": decision.entry_price, "stop_price": decision.stop_price,
-        "target_price": decision.target_price, "take_profits": decision.take_profits, "quantity": decision.quantity,
-        "rationale": decision.rationale,
-        "config_version": decision.config_version})
     blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
-    audit_append(kind=AuditRecord.Kind.GATE, actor=ENGINE, subject=subject, now=now,
-                 body={"gates": decision.gates, "blocked_by": blocked})
+    audit_extend([
+        (AuditRecord.Kind.DECISION, ENGINE, subject, {
+            "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
+            "action": decision.action, "mode": decision.mode, "outcome": decision.outcome,
+            "reason": decision.reason, "entry_price": decision.entry_price, "stop_price": decision.stop_price,
+            "target_price": decision.target_price, "take_profits": decision.take_profits,
+            "quantity": decision.quantity, "rationale": decision.rationale,
+            "config_version": decision.config_version}),
+        (AuditRecord.Kind.GATE, ENGINE, subject, {"gates": decision.gates, "blocked_by": blocked}),
+    ], now=now)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from dashboard.events import broadcast_on_commit
 from decisions.selectors import trading_config_get
 from decisions.services import decision_run
-from execution.selectors import last_close
+from execution.selectors import closes_remembered, last_close
 from execution.paper_venue import paper_funding_apply
 from execution.services import account_ensure, broker_for, equity_record, paper_entries_work, positions_check_exits
 from market.models import Instrument
@@ -38,6 +38,11 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
 
 def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:
     """Run exits for every active instrument, then decisions when asked, then record equity."""
+    with closes_remembered():
+        return _cycle(now, decide, account_name)
+
+
+def _cycle(now: datetime, decide: bool, account_name: str) -> CycleResult:
     config = trading_config_get()
     account = account_ensure(name=account_name)
     broker = broker_for(account, config, now=now)
@@ -52,7 +57,7 @@ def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper"
             exits += 1
         # Exits booked PnL into the balance: the decision sizes from the equity after them, not before.
         account.refresh_from_db()
-        if decide and decision_run(instrument=instrument, now=now, account=account) is not None:
+        if decide and decision_run(instrument=instrument, now=now, account=account, config=config) is not None:
             decisions += 1
         price = last_close(instrument=instrument, now=now)
         if price is not None:

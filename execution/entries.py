@@ -257,10 +257,15 @@ def entries_work(*, account: Account, broker: Broker, now: datetime, price_of: P
     return done
 
 
+def reprice_horizon_s(config: TradingConfig) -> float:
+    """Return how long after a refused re-price the chase may still take it up (seconds)."""
+    policy = chase_policy(config)
+    return policy.interval_s * (policy.max_reprices + 2)
+
+
 def _refused_reprices(account: Account, now: datetime, config: TradingConfig) -> list[Order]:
     """Return re-prices the venue refused (post-only would cross) that nothing replaced, within the chase budget."""
-    policy = chase_policy(config)
-    horizon_s = policy.interval_s * (policy.max_reprices + 2)
+    horizon_s = reprice_horizon_s(config)
     out = []
     refused = Order.objects.filter(account=account, leg__startswith="entry", type__in=LIMIT_TYPES,
                                    status=OrderState.REJECTED, decision__isnull=False,

@@ -20,6 +20,7 @@ from execution.brokers.base import Broker, FundingReport
 from execution.models import Account, EquityPoint, Fill, FundingPayment, Position
 from market.models import DataSource, Instrument
 from market.services import instrument_ensure
+from tradingbot.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +149,9 @@ def fifo_position_realized(position: Position) -> Decimal:
 def equity_snapshot_venue(*, account: Account, broker: Broker, now: datetime) -> EquityPoint:
     """Store the venue account's equity at `now` from the venue's wallet and unrealised PnL, and publish it."""
     balance = broker.balance()
-    point, _ = EquityPoint.objects.update_or_create(
-        account=account, ts=now,
-        defaults={"balance_usdt": balance.wallet_usdt, "unrealized_pnl_usdt": balance.unrealized_pnl_usdt,
-                  "equity_usdt": balance.wallet_usdt + balance.unrealized_pnl_usdt})
+    point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
+                       values={"balance_usdt": balance.wallet_usdt, "unrealized_pnl_usdt": balance.unrealized_pnl_usdt,
+                               "equity_usdt": balance.wallet_usdt + balance.unrealized_pnl_usdt})
     broadcast_on_commit("equity", {"account_id": account.pk, "account": account.name, "ts": point.ts,
                                    "equity_usdt": point.equity_usdt, "balance_usdt": point.balance_usdt,
                                    "unrealized_pnl_usdt": point.unrealized_pnl_usdt})

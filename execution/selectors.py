@@ -1,6 +1,9 @@
 """Reads for the execution stage."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -25,8 +28,36 @@ def position_get_open(*, account: Account, instrument: Instrument) -> Position |
     return Position.objects.filter(account=account, instrument=instrument, status=Position.Status.OPEN).first()
 
 
+# (instrument id, now) -> last_close's answer, inside closes_remembered() only.
+_closes: ContextVar[dict | None] = ContextVar("closes", default=None)
+
+
+@contextmanager
+def closes_remembered() -> Iterator[None]:
+    """Inside the block, last_close reads each (instrument, now) once.
+
+    For one engine cycle: its exits, decision, equity point and header price all mark at the same
+    `now`, and bars that closed by `now` do not change while the cycle runs.
+    """
+    token = _closes.set({})
+    try:
+        yield
+    finally:
+        _closes.reset(token)
+
+
 def last_close(*, instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
     """Return (close, close time) of the freshest bar of any timeframe that had closed by `now`."""
+    memo = _closes.get()
+    if memo is None:
+        return _last_close(instrument, now)
+    key = (instrument.pk, now)
+    if key not in memo:
+        memo[key] = _last_close(instrument, now)
+    return memo[key]
+
+
+def _last_close(instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
     best = None
     timeframes = Candle.objects.filter(instrument=instrument).values_list("timeframe", flat=True).distinct()
     for timeframe in set(timeframes):
@@ -39,19 +70,27 @@ def last_close(*, instrument: Instrument, now: datetime) -> tuple[Decimal, datet
     return best
 
 
-def unrealized_pnl(*, account: Account, now: datetime) -> Decimal:
-    """Return the open positions' PnL marked at the last close before `now`."""
+def positions_open(account: Account) -> list[Position]:
+    """Return the account's open positions with their instruments."""
+    return list(Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"))
+
+
+def unrealized_pnl(*, account: Account, now: datetime, positions: list[Position] | None = None) -> Decimal:
+    """Return the open positions' PnL marked at the last close before `now`.
+
+    `positions` are the account's open positions when the caller has read them already.
+    """
     total = Decimal(0)
-    for position in Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"):
+    for position in positions if positions is not None else positions_open(account):
         price = last_close(instrument=position.instrument, now=now)
         if price is not None:
             total += position_pnl(position.side, position.quantity, position.entry_price, price[0])
     return total
 
 
-def equity_now(*, account: Account, now: datetime) -> Decimal:
-    """Return balance plus unrealised PnL."""
-    return account.balance_usdt + unrealized_pnl(account=account, now=now)
+def equity_now(*, account: Account, now: datetime, positions: list[Position] | None = None) -> Decimal:
+    """Return balance plus unrealised PnL (of `positions`, the open ones, when given)."""
+    return account.balance_usdt + unrealized_pnl(account=account, now=now, positions=positions)
 
 
 def day_start_equity(*, account: Account, now: datetime) -> Decimal:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from dashboard.events import broadcast_on_commit
 from decisions.models import Decision, TradingConfig
@@ -15,16 +15,19 @@ from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
 from execution.brokers.paper import LadderExit, LadderPosition, Target, ladder_step, position_pnl
 from execution.brokers.paper_model import liquidation_clearance_fee
-from execution.models import Account, EquityPoint, Position
+from execution.models import Account, EquityPoint, Order, Position
 from execution.orders import audit_order as _audit_order
 from execution.orders import order_apply_report, order_create_pending, order_send  # noqa: F401  (re-exported)
-from execution.entries import entries_to_sync, entries_work, entry_position_sync, entry_submit, entry_working
-from execution.paper_venue import (PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match,
+from execution.entries import (LIMIT_TYPES, entries_to_sync, entries_work, entry_position_sync, entry_submit,
+                               entry_working, reprice_horizon_s)
+from execution.paper_venue import (BOOK_STATES, PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match,
                                    position_liquidation_price)
 from execution.oms import OrderIntent, make_intent_id
+from execution.order_states import OrderState
 from execution.protective import protection_place
 from execution.selectors import equity_now, last_close, position_get_open, unrealized_pnl
 from market.models import Instrument
+from tradingbot.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
 FUNDING_PERIOD_MS = 8 * 3_600_000      # Binance settles funding at 00:00, 08:00 and 16:00 UTC
@@ -93,10 +96,32 @@ def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: dat
     return position, change
 
 
+def _limit_work_waiting(account: Account, instrument: Instrument, now: datetime, config: TradingConfig) -> bool:
+    """Return False when `account` has no resting limit order in `instrument` and no refused re-price to
+    take up: neither the paper matching nor the chase would find anything (one query instead of three)."""
+    since = now - timedelta(seconds=reprice_horizon_s(config))
+    return Order.objects.filter(account=account, type__in=LIMIT_TYPES).filter(
+        Q(instrument=instrument, status__in=BOOK_STATES)
+        | Q(status=OrderState.REJECTED, leg__startswith="entry", decision__isnull=False, created_at__gte=since)
+    ).exists()
+
+
 def paper_entries_work(*, account: Account, broker: Broker, instrument: Instrument, now: datetime,
                        config: TradingConfig) -> None:
     """Fill resting paper entries on the bars since they were placed, open their positions, chase the rest."""
-    for order in paper_orders_match(account=account, instrument=instrument, now=now):
+    if _limit_work_waiting(account, instrument, now, config):
+        _paper_limits_work(account=account, broker=broker, instrument=instrument, now=now, config=config)
+    for decision in entries_to_sync(account):
+        if decision.instrument_id == instrument.pk:
+            entry_sync(decision=decision, account=account, broker=broker, now=now,
+                       trail_atr_multiple=config.trail_atr_multiple)
+
+
+def _paper_limits_work(*, account: Account, broker: Broker, instrument: Instrument, now: datetime,
+                       config: TradingConfig) -> None:
+    for order in paper_orders_match(account=account, instrument=instrument, now=now,
+                                    participation=config.paper_fill_participation,
+                                    maker_fee_fraction=config.maker_fee_fraction):
         if order.decision is not None and order.leg.startswith("entry"):
             entry_sync(decision=order.decision, account=account, broker=broker, now=now,
                        trail_atr_multiple=config.trail_atr_multiple)
@@ -104,10 +129,6 @@ def paper_entries_work(*, account: Account, broker: Broker, instrument: Instrume
         close = last_close(instrument=instr, now=now)
         return close[0] if close else None
     entries_work(account=account, broker=broker, now=now, price_of=price_of, config=config, instrument=instrument)
-    for decision in entries_to_sync(account):
-        if decision.instrument_id == instrument.pk:
-            entry_sync(decision=decision, account=account, broker=broker, now=now,
-                       trail_atr_multiple=config.trail_atr_multiple)
 
 
 def position_payload(position: Position) -> dict:
@@ -203,11 +224,9 @@ def equity_record(*, account: Account, now: datetime) -> EquityPoint:
     """Store the account's equity at `now` and publish it."""
     account.refresh_from_db()
     unrealized = unrealized_pnl(account=account, now=now).quantize(Decimal("0.00000001"))
-    point, _ = EquityPoint.objects.update_or_create(
-        account=account, ts=now,
-        defaults={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
-                  "equity_usdt": account.balance_usdt + unrealized},
-    )
+    point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
+                       values={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
+                               "equity_usdt": account.balance_usdt + unrealized})
     broadcast_on_commit("equity", {"account_id": account.pk, "account": account.name, "ts": point.ts, "equity_usdt": point.equity_usdt,
                                    "balance_usdt": point.balance_usdt, "unrealized_pnl_usdt": unrealized})
     return point

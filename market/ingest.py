@@ -1,6 +1,8 @@
 """Bulk writes of market data: idempotent upserts that a re-run or a resume cannot duplicate."""
 from __future__ import annotations
 
+from datetime import datetime, timezone as dt_timezone
+
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
@@ -33,23 +35,36 @@ def numeric_text(series: pd.Series) -> list[str | None]:
     Strings are kept as written (no float round trip), after checking they parse as finite
     numbers; floats are written with repr, which round-trips exactly.
     """
+    return _columns(pd.DataFrame({series.name: series}), [series.name])[0]
+
+
+def _text(series: pd.Series) -> tuple[list[str | None], bool]:
+    """Return (the values as text, whether they still need the finite-number check)."""
     if series.dtype.kind in "iu":
-        return [str(v) for v in series.tolist()]
+        return [str(v) for v in series.tolist()], False
     if series.dtype.kind == "f":
-        return [None if v != v else repr(v) for v in series.tolist()]
+        return [None if v != v else repr(v) for v in series.tolist()], False
     text = series.astype(object).where(series.notna(), None).tolist()
-    text = [None if v is None or v == "" else (v if isinstance(v, str) else repr(v)) for v in text]
-    present = [v for v in text if v is not None]
+    return [None if v is None or v == "" else (v if isinstance(v, str) else repr(v)) for v in text], True
+
+
+def _columns(frame: pd.DataFrame, names: list[str]) -> list[list[str | None]]:
+    """Return numeric_text of each named column, checking the text of all of them in one parse."""
+    texts, present, owners = [], [], []
+    for name in names:
+        text, check = _text(frame[name])
+        texts.append(text)
+        if check:
+            found = [v for v in text if v is not None]
+            present += found
+            owners += [name] * len(found)
     if present:
         parsed = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(parsed)
         if bad.any():
-            raise ValueError(f"column {series.name!r}: {present[int(np.argmax(bad))]!r} is not a finite number")
-    return text
-
-
-def _columns(frame: pd.DataFrame, names: list[str]) -> list[list[str | None]]:
-    return [numeric_text(frame[name].rename(name)) for name in names]
+            first = int(np.argmax(bad))
+            raise ValueError(f"column {owners[first]!r}: {present[first]!r} is not a finite number")
+    return texts
 
 
 def _upsert_sql_tail(key_columns: list[str], value_columns: list[str]) -> str:
@@ -97,6 +112,11 @@ def _key_literal(value) -> str:
     return connection.connection.literal(str(value)).decode()
 
 
+def _aware_range(open_time_ms: np.ndarray) -> tuple[datetime, datetime]:
+    return (datetime.fromtimestamp(int(open_time_ms.min()) / 1000, tz=dt_timezone.utc),
+            datetime.fromtimestamp(int(open_time_ms.max()) / 1000, tz=dt_timezone.utc))
+
+
 def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -> int:
     """Insert or update candles; return how many new rows the table gained.
 
@@ -109,7 +129,10 @@ def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -
     columns = [c for c in CANDLE_COLUMNS if c in frame.columns]
     values = _columns(frame, columns)
     times = ms_to_db_datetimes(frame["open_time_ms"].to_numpy())
-    existing = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe)
+    # Counted over the frame's time range only: the whole series (years of 1m bars) would cost a
+    # scan per closed candle. A row gained inside the range is a row this upsert inserted.
+    existing = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe,
+                                     open_time__range=_aware_range(frame["open_time_ms"].to_numpy()))
     with transaction.atomic():
         before = existing.count()
         _upsert(Candle._meta.db_table, {"instrument_id": int(instrument_id), "timeframe": timeframe},

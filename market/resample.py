@@ -21,24 +21,47 @@ def resample(numbers: pd.DataFrame, source: str, target: str, *, complete_only: 
     columns are summed (NaN if any input is NaN). With `complete_only`, a bucket is kept only
     when every source bar in it exists. 1w buckets start Monday 00:00 UTC.
     """
-    step, source_step = timeframe_ms(target), timeframe_ms(source)
-    if step % source_step or step <= source_step:
-        raise ValueError(f"cannot build {target} from {source}")
     columns = [c for c in (*PRICE_COLUMNS, *SUM_COLUMNS) if c in numbers.columns]
     if numbers.empty:
+        bucket_bounds(np.array([], dtype="int64"), source, target)   # the same error for an impossible pair
         return pd.DataFrame({"open_time_ms": np.array([], dtype="int64"), **{c: [] for c in columns}})
-    open_time = numbers["open_time_ms"].to_numpy(dtype="int64")
-    buckets = floor_open_time_ms(open_time, target)
-    starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
-    ends = np.append(starts[1:], len(open_time)) - 1
+    buckets, starts, ends, complete = bucket_bounds(numbers["open_time_ms"].to_numpy(dtype="int64"), source, target)
     out = {"open_time_ms": buckets[starts]}
     for column in columns:
         values = numbers[column].to_numpy(dtype="float64")
         out[column] = _aggregate(column, values, starts, ends)
     frame = pd.DataFrame(out)
     if complete_only:
-        frame = frame[(ends - starts + 1) == step // source_step].reset_index(drop=True)
+        frame = frame[complete].reset_index(drop=True)
     return frame
+
+
+def resample_columns(open_time_ms: np.ndarray, columns: dict[str, np.ndarray], source: str,
+                     target: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Return (open_time_ms, {column: values}) of the complete `target` buckets, as `resample` computes them.
+
+    The same aggregation without a DataFrame, for callers that hold arrays (the live snapshot's views).
+    """
+    buckets, starts, ends, complete = bucket_bounds(np.asarray(open_time_ms, dtype="int64"), source, target)
+    if not len(buckets):
+        return buckets, {name: np.array([], dtype="float64") for name in columns}
+    return buckets[starts][complete], {
+        name: _aggregate(name, np.asarray(values, dtype="float64"), starts, ends)[complete]
+        for name, values in columns.items()}
+
+
+def bucket_bounds(open_time: np.ndarray, source: str, target: str):
+    """Return (bucket of each bar, first and last index of each bucket, which buckets are complete)."""
+    step, source_step = timeframe_ms(target), timeframe_ms(source)
+    if step % source_step or step <= source_step:
+        raise ValueError(f"cannot build {target} from {source}")
+    buckets = floor_open_time_ms(open_time, target)
+    if not len(buckets):
+        empty = np.array([], dtype="int64")
+        return buckets, empty, empty, np.array([], dtype=bool)
+    starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+    ends = np.append(starts[1:], len(open_time)) - 1
+    return buckets, starts, ends, (ends - starts + 1) == step // source_step
 
 
 def _aggregate(column: str, values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

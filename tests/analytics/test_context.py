@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from analytics.selectors import context_load
+from analytics.selectors import bars_load, bars_load_many, context_load, resampled, structure_bars_load
 from market.ingest import candles_upsert
 from market.models import OrderBookSnapshot
 from market.services import instrument_ensure
@@ -78,3 +78,47 @@ def test_context_load_structure_timeframe_resampled_from_one_minute_bars(market_
     one_minute = frame.set_index("open_time_ms")
     last = int(five.open_time_ms[-1])
     assert five.high[-1] == max(float(one_minute.loc[last + k * 60_000, "high"]) for k in range(5))
+
+
+def test_context_load_reads_each_view_like_bars_load_and_structure_bars_like_structure_bars_load(instrument):
+    # One UNION read on MariaDB (a query per timeframe on SQLite) gives what the single reads give.
+    now = datetime(2025, 7, 12, 13, 0, tzinfo=UTC)
+    candles_upsert(instrument_id=instrument.pk, timeframe="1h", frame=_hours(instrument, now))
+
+    context = context_load(instrument=instrument, timeframe="15m", now=now, structure_timeframes=("1h", "4h"))
+
+    assert _arrays(context.higher["1h"]) == _arrays(bars_load(instrument=instrument, timeframe="1h", now=now, count=30))
+    assert _arrays(context.higher["15m"]) == _arrays(bars_load(instrument=instrument, timeframe="15m", now=now,
+                                                               count=30))
+    for timeframe in ("1h", "4h"):
+        assert _arrays(context.structure[timeframe]) == _arrays(structure_bars_load(instrument=instrument,
+                                                                                    timeframe=timeframe, now=now))
+    assert len(context.structure["1h"]) == 100      # stored 1h bars: the last hundred, not the views' thirty
+
+
+def test_bars_load_many_equals_one_bars_load_per_timeframe(instrument):
+    now = datetime(2025, 7, 9, 10, 45, tzinfo=UTC)
+    wanted = {"15m": 50, "1h": 7, "4h": 3}
+    candles_upsert(instrument_id=instrument.pk, timeframe="1h", frame=_hours(instrument, now))
+
+    many = bars_load_many(instrument=instrument, wanted=wanted, now=now)
+
+    assert set(many) == set(wanted)
+    for timeframe, count in wanted.items():
+        single = bars_load(instrument=instrument, timeframe=timeframe, now=now, count=count)
+        assert _arrays(many[timeframe]) == _arrays(single)
+        assert many[timeframe].timeframe_ms == single.timeframe_ms
+    assert len(many["15m"]) == 50 and len(many["1h"]) == 7 and len(many["4h"]) == 0
+
+
+def _hours(instrument, now):
+    """1h candles resampled from the stored 15m ones, up to a bar still forming at `now`."""
+    bars = bars_load(instrument=instrument, timeframe="15m", now=now + timedelta(hours=2), count=10_000)
+    hours = resampled(bars, "15m", "1h")
+    return pd.DataFrame({"open_time_ms": hours.open_time_ms, **{c: getattr(hours, c) for c in
+                                                                ("open", "high", "low", "close", "volume")}})
+
+
+def _arrays(bars):
+    return [bars.open_time_ms.tolist(), bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
+            bars.close.tolist(), bars.volume.tolist()]

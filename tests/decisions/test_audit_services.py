@@ -7,9 +7,10 @@ from decimal import Decimal as D
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from decisions.audit import GENESIS_HASH, Anchor, ProblemKind
-from decisions.audit_services import audit_append, audit_verify, git_commit, startup_card
+from decisions.audit_services import audit_append, audit_extend, audit_verify, git_commit, startup_card
 from decisions.models import AuditHead, AuditRecord
 
 T0 = datetime(2025, 7, 8, 12, 0, tzinfo=UTC)
@@ -238,3 +239,20 @@ def test_audit_record_admin_is_read_only(admin_client):
     assert admin_client.post(f"/admin/decisions/auditrecord/{record.pk}/change/", {"actor": "x"}).status_code == 403
     record.refresh_from_db()
     assert record.actor == "engine"
+
+
+@pytest.mark.django_db
+def test_audit_extend_chains_like_one_append_per_record_and_locks_the_head_once():
+    appended = append_many(2)
+    records = [("gate", "engine", f"decision:{k}", {"k": k, "qty": D("1.5")}) for k in (7, 8)]
+
+    with CaptureQueriesContext(connection) as queries:
+        extended = audit_extend(records, now=T0)
+
+    assert [r.seq for r in extended] == [3, 4] and extended[0].prev_hash == appended[-1].hash
+    assert extended[1].prev_hash == extended[0].hash
+    head = AuditHead.objects.get()
+    assert (head.seq, head.hash) == (4, extended[1].hash)
+    assert audit_verify().ok
+    assert sum("FOR UPDATE" in q["sql"] for q in queries.captured_queries) == (
+        1 if connection.features.has_select_for_update else 0)

@@ -3,12 +3,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from decisions.models import Decision
 from decisions.selectors import trading_config_get
 from execution.brokers.paper_model import liquidation_clearance_fee
 from execution.models import Account, EquityPoint, Fill, FundingPayment, Order, Position
 from execution.paper_venue import PaperVenue
+from execution.selectors import closes_remembered, equity_now, last_close
 from execution.services import positions_check_exits
 from market.models import Candle, DerivativesKind, DerivativesSample
 from market.services import instrument_ensure
@@ -109,3 +112,25 @@ def test_positions_check_exits_liquidates_before_a_stop_beyond_the_liquidation_p
     gross = (exit_order.average_price - D("60000")) * D("0.5")
     assert closed.realized_pnl_usdt == gross - fee - clearance
     assert clearance > 0
+
+
+def test_last_close_inside_one_cycle_reads_each_instrument_and_moment_once(market):
+    # The cycle marks its exits, decision, equity point and header at one `now`: one read serves them all.
+    account, instrument = market
+    _bars(instrument, T8 - 3 * MINUTE, [("60000", "60100", "59900", "60050")] * 3)
+    _long(account, instrument)
+    outside = last_close(instrument=instrument, now=T8)
+
+    with closes_remembered(), CaptureQueriesContext(connection) as queries:
+        inside = [last_close(instrument=instrument, now=T8) for _ in range(3)]
+        equity = equity_now(account=account, now=T8)
+        earlier = last_close(instrument=instrument, now=T8 - MINUTE)
+
+    assert inside == [outside] * 3 == [(D("60050"), T8)] * 3
+    assert earlier == (D("60050"), T8 - MINUTE)
+    assert equity == D("10000") + D("0.5") * (D("60050") - D("60000"))
+    # one (timeframes, close) pair for T8, one position read for the equity, one pair for T8 - 1m
+    assert len(queries.captured_queries) == 5
+    with CaptureQueriesContext(connection) as again:
+        last_close(instrument=instrument, now=T8)
+    assert len(again.captured_queries) == 2          # outside the block nothing is remembered

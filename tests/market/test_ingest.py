@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.ingest import candles_upsert, ms_to_db_datetimes, numeric_text
+from market.ingest import _columns, candles_upsert, ms_to_db_datetimes, numeric_text
 from market.models import Candle
 from market.services import instrument_ensure
 
@@ -49,3 +49,26 @@ def test_candles_upsert_second_write_updates_in_place():
 
     assert added == 0
     assert str(Candle.objects.get().close.normalize()) == "1.75"
+
+
+@pytest.mark.django_db
+def test_candles_upsert_counts_the_new_rows_among_older_and_later_stored_ones():
+    # New rows are counted over the frame's time range only; rows stored outside it are not touched.
+    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
+
+    def bars(*minutes):
+        return pd.DataFrame({"open_time_ms": [m * 60_000 for m in minutes], "open": "1", "high": "2", "low": "1",
+                             "close": "1.5", "volume": "3"})
+    assert candles_upsert(instrument_id=instrument.pk, timeframe="1m", frame=bars(0, 1, 5, 9)) == 4
+
+    assert candles_upsert(instrument_id=instrument.pk, timeframe="1m", frame=bars(1, 2, 3, 5, 6)) == 3
+    assert candles_upsert(instrument_id=instrument.pk, timeframe="1m", frame=bars(9)) == 0
+    assert candles_upsert(instrument_id=instrument.pk, timeframe="5m", frame=bars(0)) == 1
+    assert Candle.objects.filter(timeframe="1m").count() == 7
+
+
+def test_numeric_text_names_the_first_bad_column_of_several():
+    frame = pd.DataFrame({"open": ["1", "2"], "high": [2.0, 3.0], "low": ["1", "nan"], "close": ["x", "1"]})
+
+    with pytest.raises(ValueError, match="column 'low': 'nan' is not a finite number"):
+        _columns(frame, ["open", "high", "low", "close"])

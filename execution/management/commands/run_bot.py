@@ -17,6 +17,7 @@ from dashboard.events import ROLE_ENV
 from decisions.audit_services import startup_card
 from decisions.selectors import trading_config_get
 from execution.clock import FeedRunner
+from tradingbot.heap import heap_freeze
 
 CLOCK_ENV = "TRADINGBOT_CLOCK"  # "engine" when run_bot's offline feed owns the trading clock
 
@@ -112,5 +113,6 @@ class Command(BaseCommand):
             stored = runner.warm_up(config.history_bars)
             self.stdout.write(f"engine: warmed up with {stored} bars")
         self.stdout.write(f"engine: {opts['speed']} bars/s on the simulated clock")
+        heap_freeze()   # this process is the engine from here on: keep its start-up heap out of gc passes
         steps = runner.run(bars_per_second=opts["speed"], max_steps=opts["max_steps"])
         self.stdout.write(f"engine: stopped after {steps} bars")
