@@ -14,7 +14,12 @@ Transports, one daphne each:
 - in-memory layer: the worker writes the LiveEvent outbox and rings the doorbell; the relay
   inside daphne reads the row and sends it to the group (dashboard/relay.py),
 - the same without the doorbell: the relay finds the row at its next poll (the design before),
-- channels-redis, when redis-server is installed: the worker sends to Redis directly.
+- channels-redis, when redis-server is installed: the worker sends to Redis directly, through
+  the pub/sub layer REDIS_URL selects and through the queue layer (RedisChannelLayer) before it.
+
+This process holds the clients only: it freezes its start-up heap (Django, the project) before
+connecting them, so a full garbage collection of its own cannot pass for a slow delivery, and it
+records the full collections it still runs while measuring (client_full_gc_ms).
 
 Results go to bench/ws_fanout.json; bench/README.md explains them.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -43,16 +49,10 @@ T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 SETTINGS = '''"""Production settings for the fan-out benchmark (written by bench/ws_fanout.py)."""
 from tradingbot.settings import *  # noqa: F401,F403
 
-# redis-py 8 broke two things channels-redis relies on: reads time out after 5 s, as long as its
-# blocking BZPOPMIN (an idle consumer dies), and a pool refuses a 101st connection at once (the
-# 101st of many pages connecting together gets a 500). A bare URL in hosts gets both set here,
-# as proposed for tradingbot/settings.py; a dict there is used as it is.
-if REDIS_URL and isinstance(CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0], str):
-    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-        {"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}]
-# The pub/sub layer publishes a group message once per process instead of once per consumer.
-if REDIS_URL and __import__("os").environ.get("BENCH_REDIS_PUBSUB"):
-    CHANNEL_LAYERS["default"]["BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"
+# REDIS_URL selects the pub/sub layer; BENCH_REDIS_CORE measures the queue layer it replaced, with
+# the hosts entry settings give both (redis-py 8's socket timeout and pool size).
+if REDIS_URL and __import__("os").environ.get("BENCH_REDIS_CORE"):
+    CHANNEL_LAYERS["default"]["BACKEND"] = "channels_redis.core.RedisChannelLayer"
 '''
 
 
@@ -81,6 +81,9 @@ def worker(rounds: int, gap: float, doorbell: bool) -> None:
             transaction.on_commit(lambda now=now: print(f"commit {now.isoformat()} {time.monotonic()!r}", flush=True))
             equity_record(account=account, now=now)
     print("done", flush=True)
+    # Exit once the last round's deliveries are in: an exiting interpreter frees its heap on one of
+    # the two cores daphne and the clients share, and that round arrived 100-350 ms late.
+    sys.stdin.readline()
 
 
 # --- the orchestration ------------------------------------------------------------------------
@@ -157,6 +160,29 @@ async def client(url: str, cookie: str, arrivals: dict, ready: list) -> None:
                     arrivals.setdefault(body["data"]["ts"].replace("Z", "+00:00"), []).append(at)
 
 
+class FullCollections:
+    """The pauses of this process's full (generation 2) garbage collections while it is armed, in ms."""
+
+    def __init__(self):
+        self.pauses: list[float] = []
+        self.started: float | None = None
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self.note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self.note)
+
+    def note(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses.append(round((time.perf_counter() - self.started) * 1000, 1))
+
+
 async def measure(url: str, cookies: list[str], env: dict[str, str], rounds: int, gap: float,
                   doorbell: bool) -> dict:
     """Connect every client, run one worker's rounds, return the latency figures."""
@@ -179,14 +205,17 @@ async def measure(url: str, cookies: list[str], env: dict[str, str], rounds: int
     work.stdin.write(b"go\n")
     await work.stdin.drain()
     commits: dict[str, float] = {}
-    while (line := (await work.stdout.readline()).decode().strip()) != "done":
-        _, ts, at = line.split()
-        commits[ts] = float(at)
+    with FullCollections() as collections:
+        while (line := (await work.stdout.readline()).decode().strip()) != "done":
+            _, ts, at = line.split()
+            commits[ts] = float(at)
+        await asyncio.sleep(2)   # stragglers
+    work.stdin.write(b"exit\n")
+    await work.stdin.drain()
     await work.wait()
-    await asyncio.sleep(2)   # stragglers
     await asyncio.gather(*(ws.close() for ws in ready))
     await asyncio.gather(*tasks)
-    return figures(commits, arrivals, len(cookies), connect_seconds)
+    return {**figures(commits, arrivals, len(cookies), connect_seconds), "client_full_gc_ms": collections.pauses}
 
 
 def figures(commits: dict[str, float], arrivals: dict[str, list[float]], clients: int, connect_seconds: float) -> dict:
@@ -256,12 +285,17 @@ def run(args) -> dict:
            "SECRET_KEY": "bench-not-secret", "ENV_FILE": str(work / "no.env"), "REDIS_URL": "", "LOG_LEVEL": "WARNING",
            "DATABASE_URL": args.database_url or f"sqlite:///{work / 'bench.sqlite3'}"}
     cookies = prepare(env, args.clients)
+    # The clients stand for 200 browsers: a full collection here (~150,000 start-up objects, a few
+    # hundred ms on the benchmark machine) would stall all of them and read as a slow delivery.
+    gc.collect()
+    gc.freeze()
     redis, redis_url = redis_server(work)
     plans = [("in-memory, outbox relay woken by the doorbell", env, True, "doorbell"),
              ("in-memory, outbox relay polling every 0.25 s (no doorbell)", env, False, "poll")]
     if redis_url:
-        plans.append(("channels-redis", {**env, "REDIS_URL": redis_url}, True, "redis"))
-        plans.append(("channels-redis, pub/sub layer", {**env, "REDIS_URL": redis_url, "BENCH_REDIS_PUBSUB": "1"},
+        plans.append(("channels-redis, queue layer (RedisChannelLayer)", {**env, "REDIS_URL": redis_url,
+                                                                           "BENCH_REDIS_CORE": "1"}, True, "redis"))
+        plans.append(("channels-redis, pub/sub layer (what REDIS_URL selects)", {**env, "REDIS_URL": redis_url},
                       True, "redis-pubsub"))
     plans = [(name, plan_env, doorbell) for name, plan_env, doorbell, key in plans if key in args.transports]
     results = {}

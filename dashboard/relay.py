@@ -4,6 +4,9 @@ The relay listens on a doorbell socket (dashboard.events.doorbell_dir) and reads
 soon as a worker rings; without a ring it still reads every POLL_SECONDS. Rows are forwarded in
 id order. An id can commit after a higher one (two workers inserting at once on MariaDB), so
 the ids skipped over are looked for again for HOLE_SECONDS before they count as rolled back.
+
+In a web process the relay also freezes the start-up heap (tradingbot.heap.heap_freeze): a full
+garbage collection of it stopped the event loop, and every delivery, for 200-300 ms.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from channels.layers import get_channel_layer
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard.events import LIVE_GROUP, doorbell_dir
+from dashboard.events import LIVE_GROUP, ROLE_ENV, doorbell_dir
+from tradingbot.heap import heap_freeze
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ async def _wait(bell: Doorbell | None) -> None:
     try:
         await asyncio.wait_for(asyncio.get_running_loop().sock_recv(bell.sock, 16), POLL_SECONDS)
     except asyncio.TimeoutError:
+        # A ring read just as the timeout fell is dropped with the cancelled read. Harmless: the
+        # caller reads the outbox after a timeout as after a ring, and the ring followed its commit.
         return
     except OSError:  # the socket broke: fall back to the poll's pace
         await asyncio.sleep(POLL_SECONDS)
@@ -125,6 +131,8 @@ async def _wait(bell: Doorbell | None) -> None:
 
 async def relay_forever() -> None:
     """Forward each new outbox row to the live group, woken by the doorbell or the poll."""
+    if os.environ.get(ROLE_ENV) == "web":
+        heap_freeze()  # the process has started: its first page is connecting
     layer = get_channel_layer()
     cursor = Cursor()
     bell = doorbell_open()

@@ -134,7 +134,7 @@ STATICFILES_DIRS = [
 
 # Channels: the in-memory layer on one process; channels-redis when REDIS_URL is set.
 # The pub/sub layer publishes a group message once per process instead of queueing one copy per
-# consumer: 200 dashboards got an event at p99 62 ms against 286-325 ms (bench/README.md).
+# consumer: 200 dashboards got an event at p99 69 ms, the lowest of the layers (bench/README.md).
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
