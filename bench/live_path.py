@@ -83,7 +83,7 @@ STAGES = (
     ("execution.engine", "last_close", "price for the header"),
     ("execution.engine", "paper_funding_apply", "funding"),
     ("execution.engine", "equity_record", "equity point"),
-    ("dashboard.events", "broadcast", "websocket sends (all events)"),
+    ("dashboard.events", "_send", "websocket sends (all events)"),
 )
 
 

@@ -16,6 +16,9 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -71,21 +74,56 @@ def doorbell_ring() -> None:
                 pass  # a full queue: that relay is awake already
 
 
+# The events of the current batch (inside events_batched() only), sent together when it ends.
+_batch: ContextVar[list | None] = ContextVar("live_batch", default=None)
+
+
+@contextmanager
+def events_batched() -> Iterator[None]:
+    """Gather the events broadcast inside the block and send them together when it ends.
+
+    For one engine cycle: its 6-7 events reach the channel layer in one hop from this thread
+    into the event loop (or the outbox in one insert) instead of one each, a few ms per event.
+    They are sent even when the block raises: each was committed before it was broadcast.
+    """
+    batch: list[tuple[str, dict]] = []
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        if batch:
+            _send(batch)
+
+
 def broadcast(event: str, payload: dict) -> None:
-    """Send `payload` as an `event` message to every subscribed dashboard now."""
-    data = _jsonable(payload)
+    """Send `payload` as an `event` message to every subscribed dashboard now (or with its batch)."""
+    item = (event, _jsonable(payload))
+    batch = _batch.get()
+    if batch is not None:
+        batch.append(item)
+        return
+    _send([item])
+
+
+def _send(items: list[tuple[str, dict]]) -> None:
     try:
         if uses_outbox():
             from dashboard.models import LiveEvent
 
-            LiveEvent.objects.create(event=event, data=data)
+            LiveEvent.objects.bulk_create([LiveEvent(event=event, data=data) for event, data in items])
             doorbell_ring()
             return
         layer = get_channel_layer()
         if layer is not None:
-            async_to_sync(layer.group_send)(LIVE_GROUP, {"type": "live.event", "event": event, "data": data})
+            async_to_sync(_group_send_all)(layer, items)
     except Exception:  # a dashboard outage must never break trading
-        logger.exception("broadcast of %s failed", event)
+        logger.exception("broadcast of %s failed", ", ".join(event for event, _ in items))
+
+
+async def _group_send_all(layer, items: list[tuple[str, dict]]) -> None:
+    for event, data in items:   # in order: a page applies them as they come
+        await layer.group_send(LIVE_GROUP, {"type": "live.event", "event": event, "data": data})
 
 
 def broadcast_on_commit(event: str, payload: dict) -> None:

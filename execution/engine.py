@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from dashboard.events import broadcast_on_commit
+from dashboard.events import broadcast_on_commit, events_batched
 from decisions.selectors import trading_config_get
 from decisions.services import decision_run
 from execution.selectors import closes_remembered, last_close
@@ -38,7 +38,7 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
 
 def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:
     """Run exits for every active instrument, then decisions when asked, then record equity."""
-    with closes_remembered():
+    with closes_remembered(), events_batched():
         return _cycle(now, decide, account_name)
 
 
