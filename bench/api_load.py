@@ -3,13 +3,16 @@
 Usage:
     DATABASE_URL=mysql://tradingbot:tradingbot-ci@127.0.0.1:3306/tradingbot_bench .venv/bin/python bench/api_load.py
     .venv/bin/python bench/api_load.py --seconds 10 --clients 20          # a quicker look
+    .venv/bin/python bench/api_load.py --servers 2                        # two daphne processes, one socket
 
 What it does:
 1. Migrates the database named by DATABASE_URL (the project's settings, as in production) and seeds
    it once: 500,000 one-minute equity points on one account, the real BTCUSDT 1m candles of
    MARKET_DATA_DIR, 20,000 decisions with rationale and gate verdicts, and one viewer user with an
    API token per client. A database that already holds the seed is reused as it is.
-2. Starts daphne (`tradingbot.asgi:application`, as `run_bot` does) on a free loopback port.
+2. Starts daphne (`tradingbot.asgi:application`, as `run_bot` does) on a free loopback port; with
+   `--servers N`, N daphne processes accept on one listening socket (daphne --fd), the kernel
+   handing each new connection to one of them.
 3. Runs each scenario with N concurrent asyncio clients (aiohttp, a ccxt dependency), each with its
    own token and keep-alive connection, in two shapes:
    - paced: every client sends one request every `--interval` seconds (a script polling the API),
@@ -17,7 +20,13 @@ What it does:
      server that falls behind is charged for the queue it builds;
    - saturated: every client sends its next request as soon as the previous answer arrived;
      this measures the most the server does per second, and latency = clients / throughput.
+   Before an endpoint's first run every client sends it one untimed request, so per-process caches
+   (the equity curve: about 3 s to compute cold) are filled before the 2 s warm-up.
 4. Prints p50 / p95 / p99 and requests per second per endpoint and writes bench/api_load.json.
+5. Then, per endpoint, one client sends `--sequential` requests one after the other and the script
+   reads the CPU time the daphne processes (and mariadbd, when it runs here) spent on them from
+   /proc: the server's cost per request, which other work on a shared machine disturbs far less
+   than it disturbs latencies.
 """
 from __future__ import annotations
 
@@ -159,18 +168,23 @@ def _database_label() -> str:
 
 # --- the server --------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def listening_socket() -> socket.socket:
+    """A listening socket on a free loopback port, to be shared by the daphne processes."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
 
 
-def server_start(env: dict, port: int) -> subprocess.Popen:
-    """Start daphne the way run_bot does, on loopback; its log goes to a temporary file."""
+def server_start(env: dict, sock: socket.socket) -> subprocess.Popen:
+    """Start daphne as run_bot does, accepting on `sock` (daphne --fd); its log goes to a temporary file."""
     log = tempfile.NamedTemporaryFile("w", prefix="api_load-daphne-", suffix=".log", delete=False)  # noqa: SIM115
     print(f"daphne log: {log.name}", flush=True)
-    return subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                             "tradingbot.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, "-m", "daphne", "--fd", str(sock.fileno()),
+                             "tradingbot.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=log,
+                            pass_fds=(sock.fileno(),))
 
 
 async def server_wait(base: str, token: str, timeout_s: float = 60) -> None:
@@ -235,13 +249,19 @@ async def client_run(session, base: str, make_path, rng: random.Random, stop_at:
 
 
 async def scenario_run(base: str, tokens: list[str], make_path, seconds: float, interval: float,
-                       warmup_s: float = 2.0) -> dict:
+                       warmup_s: float = 2.0, prime: bool = False) -> dict:
     """Run one endpoint with one client per token for `seconds` after a warm-up; return its figures."""
     import aiohttp
 
     sessions = [aiohttp.ClientSession(headers={"Authorization": f"Token {t}"},
                                       connector=aiohttp.TCPConnector(limit=1)) for t in tokens]
     try:
+        if prime:
+            # One untimed request per client (per connection, so every server process gets some).
+            async def one(session, rng):
+                async with session.get(base + make_path(rng)) as response:
+                    await response.read()
+            await asyncio.gather(*(one(s, random.Random(-1 - i)) for i, s in enumerate(sessions)))
         for phase_seconds, keep in ((warmup_s, False), (seconds, True)):
             latencies, errors = [], []
             began = time.monotonic()
@@ -265,7 +285,39 @@ def summary(latencies: list[float], errors: list[str], elapsed: float) -> dict:
             "mean_ms": round(statistics.fmean(ordered), 1) if ordered else None, "max_ms": round(ordered[-1], 1)}
 
 
-async def load(base: str, meta: dict, args) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mariadb_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+async def sequential_cpu(base: str, token: str, make_path, requests: int, server_pids: list[int]) -> dict:
+    """Send `requests` requests one after another; return the servers' (and MariaDB's) CPU ms per request."""
+    import aiohttp
+
+    rng, database = random.Random(5), mariadb_pid()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Token {token}"}) as session:
+        async def one():
+            async with session.get(base + make_path(rng)) as response:
+                await response.read()
+        for _ in range(10):
+            await one()
+        server_before = sum(cpu_seconds(pid) for pid in server_pids)
+        database_before = cpu_seconds(database) if database else 0.0
+        for _ in range(requests):
+            await one()
+        server_ms = (sum(cpu_seconds(pid) for pid in server_pids) - server_before) * 1000 / requests
+        database_ms = (cpu_seconds(database) - database_before) * 1000 / requests if database else None
+    return {"requests": requests, "server_cpu_ms": round(server_ms, 2),
+            "mariadb_cpu_ms": None if database_ms is None else round(database_ms, 2)}
+
+
+async def load(base: str, meta: dict, args, server_pids: list[int]) -> dict:
     await server_wait(base, meta["tokens"][0])
     results = {}
     for name, make_path in scenarios(meta).items():
@@ -273,11 +325,18 @@ async def load(base: str, meta: dict, args) -> dict:
             continue
         results[name] = {}
         for shape, interval in (("paced", args.interval), ("saturated", 0.0)):
-            figures = await scenario_run(base, meta["tokens"], make_path, args.seconds, interval)
+            figures = await scenario_run(base, meta["tokens"], make_path, args.seconds, interval,
+                                         prime=shape == "paced")
             results[name][shape] = figures
             print(f"{name:10s} {shape:9s} {figures['requests']:6d} req {figures['rps']:7.1f}/s  "
                   f"p50 {figures['p50_ms']:7.1f}  p95 {figures['p95_ms']:7.1f}  p99 {figures['p99_ms']:7.1f} ms"
                   f"  errors {figures['errors']}", flush=True)
+    for name, make_path in scenarios(meta).items():
+        if args.sequential and (not args.only or name in args.only):
+            figures = await sequential_cpu(base, meta["tokens"][0], make_path, args.sequential, server_pids)
+            results[name]["sequential"] = figures
+            print(f"{name:10s} one at a time: server CPU {figures['server_cpu_ms']:.1f} ms/request, "
+                  f"MariaDB CPU {figures['mariadb_cpu_ms']} ms/request", flush=True)
     return results
 
 
@@ -295,6 +354,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per endpoint and shape")
     parser.add_argument("--interval", type=float, default=1.0, help="paced: seconds between a client's requests")
     parser.add_argument("--only", nargs="*", choices=["equity", "candles", "decisions"])
+    parser.add_argument("--servers", type=int, default=1, help="daphne processes sharing the listening socket")
+    parser.add_argument("--sequential", type=int, default=200,
+                        help="then this many requests one at a time per endpoint, for the CPU per request (0: none)")
     parser.add_argument("--out", default=str(REPO / "bench" / "api_load.json"))
     parser.add_argument("--seed-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,16 +376,21 @@ def main() -> None:
     meta = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"seeded/checked {meta['database']} in {time.monotonic() - started:.0f} s", flush=True)
     load_before = [round(x, 1) for x in os.getloadavg()]
-    port = free_port()
-    server = server_start(env, port)
+    sock = listening_socket()
+    servers = [server_start(env, sock) for _ in range(args.servers)]
     try:
-        results = asyncio.run(load(f"http://127.0.0.1:{port}", meta, args))
+        results = asyncio.run(load(f"http://127.0.0.1:{sock.getsockname()[1]}", meta, args,
+                                   [server.pid for server in servers]))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
+        sock.close()
     document = {"machine": machine(), "load_average_1_5_15": {"before": load_before,
                                                              "after": [round(x, 1) for x in os.getloadavg()]},
-                "database": meta["database"], "server": "daphne, 1 process",
+                "database": meta["database"],
+                "server": f"daphne, {args.servers} process{'es' if args.servers > 1 else ''}",
                 "clients": args.clients, "seconds": args.seconds, "paced_interval_s": args.interval,
                 "equity_points": EQUITY_POINTS, "decisions": DECISIONS, "target_p99_ms": TARGET_P99_MS,
                 "results": results}

@@ -1,6 +1,8 @@
 """Page sizes of the API: LimitOffset everywhere, with a ceiling so one request cannot read a table."""
 from rest_framework.pagination import LimitOffsetPagination
 
+from dashboard.api.fields import value_lookups
+
 
 class BoundedPagination(LimitOffsetPagination):
     """`?limit=` (default 100, at most 1000) and `?offset=`; the answer carries count, next and previous."""
@@ -14,14 +16,20 @@ class KeysFirstPagination(BoundedPagination):
 
     MariaDB sorts whole rows, JSON columns included, when ORDER BY has no index to follow: the
     decision journal (20,000 rows, ordered by as_of) took 0.5 s a page that way and takes a few
-    milliseconds when only (as_of, id) are sorted.
+    milliseconds when only (as_of, id) are sorted. When the view's serializer prints stored columns
+    only (fields.value_lookups), the rows are read as dicts of those columns, not model instances.
     """
 
     def paginate_queryset(self, queryset, request, view=None):
         keys = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
         if keys is None:
             return None
-        rows = {row.pk: row for row in queryset.order_by().filter(pk__in=keys)}
+        page = queryset.order_by().filter(pk__in=keys)
+        lookups = value_lookups(view.get_serializer_class()) if view is not None else None
+        if lookups is None:
+            rows = {row.pk: row for row in page}
+        else:
+            rows = {row["pk"]: row for row in page.values("pk", *lookups)}
         return [rows[key] for key in keys if key in rows]
 
 
@@ -30,3 +38,19 @@ class CandlePagination(BoundedPagination):
 
     default_limit = 500
     max_limit = 5000
+
+    def page_window(self, queryset, request, view=None) -> tuple[int, int]:
+        """Count and read the page's bounds as paginate_queryset does; return (offset, limit) of the rows to read.
+
+        The rows themselves are the caller's (dashboard.api.candle_rows reads them as JSON text);
+        (0, 0) when the page is empty.
+        """
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.count = self.get_count(queryset)
+        self.offset = self.get_offset(request)
+        if self.count > self.limit and self.template is not None:
+            self.display_page_controls = True
+        if self.count == 0 or self.offset > self.count:
+            return 0, 0
+        return self.offset, self.limit

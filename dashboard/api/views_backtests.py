@@ -20,6 +20,7 @@ class BacktestViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Backtest runs, newest first; a started run is queued and runs in a worker (watch bars_done)."""
 
     pagination_class = KeysFirstPagination
+    filter_backends = filters.FILTER_BACKENDS
     filterset_class = filters.BacktestFilter
     ordering_fields = ("created_at", "id")
     lookup_value_regex = r"\d+"

@@ -5,7 +5,9 @@ from rest_framework.generics import ListAPIView
 
 from analytics.models import Flow, Snapshot
 from dashboard.api import filters, serializers_market as s
+from dashboard.api.candle_rows import candle_rows_json
 from dashboard.api.pagination import BoundedPagination, CandlePagination, KeysFirstPagination
+from dashboard.api.rendering import RENDERERS
 from market.models import Candle, DerivativesSample, Instrument
 
 INT_ID = r"\d+"
@@ -20,6 +22,7 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.InstrumentSerializer
     pagination_class = BoundedPagination
     filterset_class = filters.InstrumentFilter
+    filter_backends = filters.FILTER_BACKENDS
     ordering_fields = ("id", "symbol", "exchange_symbol", "created_at")
     lookup_value_regex = INT_ID
 
@@ -28,13 +31,20 @@ class InstrumentViewSet(viewsets.ReadOnlyModelViewSet):
 class CandleList(ListAPIView):
     """OHLCV bars of one instrument and timeframe, oldest first; `symbol` and `timeframe` are required."""
 
-    # The unique (instrument, timeframe, open_time) index answers the range in order; rows come as
-    # dicts of the page's columns because building 500 model instances costs more than the query.
-    queryset = Candle.objects.order_by("open_time").values(*s.CandleSerializer.Meta.fields)
+    # The unique (instrument, timeframe, open_time) index answers the range in order. The page's rows
+    # come as JSON text (dashboard.api.candle_rows), CandleSerializer documents their shape.
+    queryset = Candle.objects.order_by("open_time")
     serializer_class = s.CandleSerializer
     pagination_class = CandlePagination
     filterset_class = filters.CandleFilter
+    filter_backends = filters.FILTER_BACKENDS
     ordering_fields = ("open_time",)
+    renderer_classes = RENDERERS
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        offset, limit = self.paginator.page_window(queryset, request, view=self)
+        return self.get_paginated_response(candle_rows_json(queryset, offset, limit))
 
 
 @extend_schema_view(list=extend_schema(summary="List derivatives samples"),
@@ -46,6 +56,7 @@ class DerivativesViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.DerivativesSampleSerializer
     pagination_class = KeysFirstPagination
     filterset_class = filters.DerivativesFilter
+    filter_backends = filters.FILTER_BACKENDS
     ordering_fields = ("ts",)
     lookup_value_regex = INT_ID
 
@@ -58,6 +69,7 @@ class SnapshotViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.SnapshotSerializer
     pagination_class = KeysFirstPagination
     filterset_class = filters.SnapshotFilter
+    filter_backends = filters.FILTER_BACKENDS
     ordering_fields = ("as_of",)
     lookup_value_regex = INT_ID
 
@@ -70,5 +82,6 @@ class FlowViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.FlowSerializer
     pagination_class = KeysFirstPagination
     filterset_class = filters.FlowFilter
+    filter_backends = filters.FILTER_BACKENDS
     ordering_fields = ("as_of",)
     lookup_value_regex = INT_ID

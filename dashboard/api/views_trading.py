@@ -19,6 +19,7 @@ ACTED = {200: s.DecisionDetailSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404:
 
 class ReadOnly(viewsets.ReadOnlyModelViewSet):
     pagination_class = KeysFirstPagination
+    filter_backends = filters.FILTER_BACKENDS
     lookup_value_regex = INT_ID
 
 
