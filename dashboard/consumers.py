@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
 
 from dashboard import relay, selectors
-from dashboard.events import LIVE_GROUP, ROLE_ENV
+from dashboard.events import LIVE_GROUP, ROLE_ENV, layer_in_memory
 
 # Application close code for "log in first", in the 4000-4999 range RFC 6455 leaves to applications.
 CLOSE_UNAUTHENTICATED = 4401
@@ -71,9 +71,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if os.environ.get(ROLE_ENV) == "web":
+        if os.environ.get(ROLE_ENV) == "web" and layer_in_memory():
             # Worker processes on the in-memory layer write events to the outbox; this web
             # process forwards them. Started here because a consumer runs inside daphne's loop.
+            # On Redis every process sends to the layer itself: no outbox to read.
             relay.ensure_relay_running()
         # Join before reading the state so no event falls between the state and the stream.
         await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)

@@ -38,10 +38,14 @@ def _jsonable(payload: dict) -> dict:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
+def layer_in_memory() -> bool:
+    """Return True when the channel layer is the in-memory one (one process; no Redis)."""
+    return "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
+
+
 def uses_outbox() -> bool:
     """Return True when this process must hand its events to the web process through the DB."""
-    in_memory = "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
-    return in_memory and os.environ.get(ROLE_ENV) == "worker"
+    return layer_in_memory() and os.environ.get(ROLE_ENV) == "worker"
 
 
 def doorbell_dir() -> Path:

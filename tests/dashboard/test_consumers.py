@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 
 from dashboard.consumers import LiveConsumer
+from dashboard.events import layer_in_memory, uses_outbox
 from dashboard.events import broadcast
 from tests.dashboard.factories import AccountFactory, InstrumentFactory, TradingConfigFactory
 
@@ -82,6 +83,24 @@ async def test_live_consumer_web_process_starts_outbox_relay(monkeypatch):
 
     assert started
     await communicator.disconnect()
+
+
+async def test_live_consumer_on_a_redis_layer_starts_no_outbox_relay(monkeypatch, settings):
+    # On Redis every process sends to the layer itself: there is no outbox to read 4 times a second.
+    started = []
+    monkeypatch.setenv("TRADINGBOT_PROCESS_ROLE", "web")
+    monkeypatch.setattr("dashboard.relay.ensure_relay_running", lambda: started.append(True))
+    redis = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}}
+    monkeypatch.setattr("dashboard.consumers.layer_in_memory",
+                        lambda: "InMemory" in redis["default"]["BACKEND"])  # the page itself stays in memory
+
+    communicator = await connect_as(await make_user())
+
+    assert (await communicator.receive_json_from())["event"] == "state"
+    assert started == []
+    await communicator.disconnect()
+    settings.CHANNEL_LAYERS = redis
+    assert not layer_in_memory() and not uses_outbox()
 
 
 async def test_live_consumer_anonymous_is_closed_with_4401():
