@@ -245,6 +245,17 @@ def candles_check(instruments, timeframe: str, start: datetime, end: datetime, h
             return
 
 
+def request_check_with(errors: dict[str, str], **request) -> BacktestRequest:
+    """Return request_check(**request), refusing with its problems and `errors` (the caller's own) together."""
+    try:
+        checked = request_check(**request)
+    except BacktestRefused as exc:
+        raise BacktestRefused({**exc.errors, **errors}) from None
+    if errors:
+        raise BacktestRefused(errors)
+    return checked
+
+
 def request_check(*, symbols, timeframe, start, end, starting_equity, parameters) -> BacktestRequest:
     """Return the checked request, or raise BacktestRefused naming every bad field; nothing is written."""
     errors: dict[str, str] = {}

@@ -132,13 +132,8 @@ def sweep_submit(*, symbols: list[str], timeframe: str, start, end, starting_equ
     """Check the sweep, store it with one QUEUED point per combination and queue the points."""
     errors: dict[str, str] = {}
     metric_check(metric, "metric", errors)
-    try:
-        request = jobs.request_check(symbols=symbols, timeframe=timeframe, start=start, end=end,
-                                     starting_equity=starting_equity, parameters=parameters)
-    except BacktestRefused as exc:
-        raise BacktestRefused({**exc.errors, **errors}) from None
-    if errors:
-        raise BacktestRefused(errors)
+    request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
+                                      starting_equity=starting_equity, parameters=parameters)
     points = grid_check(request.config, grid, max_points=MAX_POINTS)
     jobs.candles_check(request.instruments, timeframe, request.start, request.end,
                        max(config.history_bars for _, config in points), errors)

@@ -88,13 +88,8 @@ def walkforward_submit(*, symbols: list[str], timeframe: str, start, end, starti
     sweeps.metric_check(objective, "objective", errors)
     train_ms = span_ms(train_days, timeframe, "train_days", errors)
     test_ms = span_ms(test_days, timeframe, "test_days", errors)
-    try:
-        request = jobs.request_check(symbols=symbols, timeframe=timeframe, start=start, end=end,
-                                     starting_equity=starting_equity, parameters=parameters)
-    except BacktestRefused as exc:
-        raise BacktestRefused({**exc.errors, **errors}) from None
-    if errors:
-        raise BacktestRefused(errors)
+    request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
+                                      starting_equity=starting_equity, parameters=parameters)
     points = sweeps.grid_check(request.config, grid, max_points=MAX_CANDIDATES)
     windows = fold_windows(_ms(request.start), _ms(request.end), train_ms=train_ms, test_ms=test_ms,
                            step_ms=timeframe_ms(timeframe))
