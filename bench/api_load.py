@@ -4,15 +4,16 @@ Usage:
     DATABASE_URL=mysql://tradingbot:tradingbot-ci@127.0.0.1:3306/tradingbot_bench .venv/bin/python bench/api_load.py
     .venv/bin/python bench/api_load.py --seconds 10 --clients 20          # a quicker look
     .venv/bin/python bench/api_load.py --servers 2                        # two daphne processes, one socket
+                                                                          # (run_bot --web-processes 2)
 
 What it does:
 1. Migrates the database named by DATABASE_URL (the project's settings, as in production) and seeds
    it once: 500,000 one-minute equity points on one account, the real BTCUSDT 1m candles of
    MARKET_DATA_DIR, 20,000 decisions with rationale and gate verdicts, and one viewer user with an
    API token per client. A database that already holds the seed is reused as it is.
-2. Starts daphne (`tradingbot.asgi:application`, as `run_bot` does) on a free loopback port; with
-   `--servers N`, N daphne processes accept on one listening socket (daphne --fd), the kernel
-   handing each new connection to one of them.
+2. Starts daphne (`tradingbot.asgi:application`, in the web role, as `run_bot` does) on a free
+   loopback port; with `--servers N`, N daphne processes accept on one listening socket (daphne
+   --fd), the kernel handing each new connection to one of them: `run_bot --web-processes N`.
 3. Runs each scenario with N concurrent asyncio clients (aiohttp, a ccxt dependency), each with its
    own token and keep-alive connection, in two shapes:
    - paced: every client sends one request every `--interval` seconds (a script polling the API),
@@ -377,7 +378,9 @@ def main() -> None:
     print(f"seeded/checked {meta['database']} in {time.monotonic() - started:.0f} s", flush=True)
     load_before = [round(x, 1) for x in os.getloadavg()]
     sock = listening_socket()
-    servers = [server_start(env, sock) for _ in range(args.servers)]
+    # As run_bot starts them: the web role (its heap freeze) and the count of sibling processes.
+    web_env = {**env, "TRADINGBOT_PROCESS_ROLE": "web", "WEB_PROCESSES": str(args.servers)}
+    servers = [server_start(web_env, sock) for _ in range(args.servers)]
     try:
         results = asyncio.run(load(f"http://127.0.0.1:{sock.getsockname()[1]}", meta, args,
                                    [server.pid for server in servers]))

@@ -44,8 +44,16 @@ def layer_in_memory() -> bool:
 
 
 def uses_outbox() -> bool:
-    """Return True when this process must hand its events to the web process through the DB."""
-    return layer_in_memory() and os.environ.get(ROLE_ENV) == "worker"
+    """Return True when this process must hand its events to the web processes through the DB.
+
+    A worker always must on the in-memory layer. So must a web process that has siblings
+    (WEB_PROCESSES > 1): an approval it serves has to reach the dashboards connected to the
+    others, and every web process's relay reads the outbox, its own included.
+    """
+    if not layer_in_memory():
+        return False
+    role = os.environ.get(ROLE_ENV)
+    return role == "worker" or (role == "web" and settings.WEB_PROCESSES > 1)
 
 
 def doorbell_dir() -> Path:

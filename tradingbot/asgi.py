@@ -1,10 +1,13 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (served by daphne)."""
+"""ASGI entry point (served by daphne): HTTP through Django's WSGI handler in a thread pool, websockets through Channels."""
 import os
 
-from django.core.asgi import get_asgi_application
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingbot.settings")
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
+
+from tradingbot.wsgi_threads import ThreadedWsgi  # noqa: E402
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -17,7 +20,7 @@ from tradingbot.heap import heap_freeze  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ThreadedWsgi(django_wsgi_app, threads=settings.HTTP_THREADS),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

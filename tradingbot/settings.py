@@ -107,6 +107,16 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 _db["ATOMIC_REQUESTS"] = False
+# Keep connections between requests: daphne's HTTP threads live as long as the process
+# (tradingbot/wsgi_threads.py), and opening a MariaDB connection costs three round trips and its
+# set-up queries. Django checks a kept connection before reusing it and drops it when too old.
+_db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=300)
+_db["CONN_HEALTH_CHECKS"] = True
+# Threads that run HTTP requests in each daphne process (websockets stay on its event loop).
+HTTP_THREADS = env.int("HTTP_THREADS", default=8)
+# daphne processes run_bot starts on one listening socket (about one per core for API load). With
+# the in-memory channel layer and more than one, web processes send events through the outbox too.
+WEB_PROCESSES = env.int("WEB_PROCESSES", default=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

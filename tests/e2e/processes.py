@@ -101,11 +101,12 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def daphne_start(log_dir: Path, *, redis_url: str = "") -> tuple[Started, str]:
-    """Start daphne serving the project as the web process; return it and its base URL."""
+def daphne_start(log_dir: Path, *, redis_url: str = "", name: str = "daphne",
+                 env: dict[str, str] | None = None) -> tuple[Started, str]:
+    """Start daphne serving the project as a web process (`env` added to its environment); return it and its URL."""
     port = free_port()
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.e2e.asgi:application"]
-    server = start("daphne", command, process_env(role="web", redis_url=redis_url), log_dir)
+    server = start(name, command, {**process_env(role="web", redis_url=redis_url), **(env or {})}, log_dir)
     url = f"http://127.0.0.1:{port}"
     server.wait_ready(lambda: _http_ok(f"{url}/admin/login/"), "answer on /admin/login/")
     return server, url

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,18 @@ from execution.clock import FeedRunner
 from tradingbot.heap import heap_freeze
 
 CLOCK_ENV = "TRADINGBOT_CLOCK"  # "engine" when run_bot's offline feed owns the trading clock
+WEB_PROCESSES_ENV = "WEB_PROCESSES"  # read by settings.WEB_PROCESSES in every child
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Return a TCP socket listening on (host, port) that child processes can inherit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
 
 
 class Command(BaseCommand):
@@ -34,6 +47,8 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=settings.REPLAY_SPEED_BARS_PER_SECOND,
                             help="bars per second on the simulated clock (0 = as fast as possible)")
         parser.add_argument("--no-web", action="store_true", help="do not start daphne")
+        parser.add_argument("--web-processes", type=int, default=settings.WEB_PROCESSES,
+                            help="daphne processes accepting on the one port (default: WEB_PROCESSES)")
         parser.add_argument("--no-workers", action="store_true", help="do not start the django-q2 cluster")
         parser.add_argument("--no-execution", action="store_true",
                             help="do not start the execution loop (run_execution) of each venue account")
@@ -85,9 +100,7 @@ class Command(BaseCommand):
         children = []
         base_env = {**os.environ, CLOCK_ENV: "engine" if engine_owns_clock else "schedules"}
         if not opts["no_web"]:
-            cmd = [sys.executable, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "tradingbot.asgi:application"]
-            children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "web"}))
-            self.stdout.write(self.style.SUCCESS(f"web: http://{opts['host']}:{opts['port']}/ (admin at /admin/)"))
+            children += self._start_web(opts, base_env)
         if not opts["no_workers"]:
             cmd = [sys.executable, "manage.py", "qcluster"]
             children.append(subprocess.Popen(cmd, env={**base_env, ROLE_ENV: "worker"}, cwd=settings.BASE_DIR))
@@ -95,6 +108,28 @@ class Command(BaseCommand):
         if not opts.get("no_execution"):
             children += self._start_execution_loops(base_env)
         return children
+
+    def _start_web(self, opts, base_env: dict) -> list[subprocess.Popen]:
+        """Start daphne; with --web-processes N > 1, N of them accepting on one listening socket.
+
+        The kernel hands each new connection to one of the processes, so HTTP requests (which
+        hold Python's GIL while they run) spread over the cores.
+        """
+        processes = opts.get("web_processes", 1)
+        if processes < 1:
+            raise CommandError(f"--web-processes must be at least 1, got {processes}")
+        env = {**base_env, ROLE_ENV: "web", WEB_PROCESSES_ENV: str(processes)}
+        app = "tradingbot.asgi:application"
+        if processes == 1:
+            cmd = [sys.executable, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), app]
+            started = [subprocess.Popen(cmd, env=env)]
+        else:
+            with listening_socket(opts["host"], opts["port"]) as sock:
+                cmd = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), app]
+                started = [subprocess.Popen(cmd, env=env, pass_fds=(sock.fileno(),)) for _ in range(processes)]
+        self.stdout.write(self.style.SUCCESS(f"web: http://{opts['host']}:{opts['port']}/ (admin at /admin/), "
+                                             f"{processes} process{'es' if processes > 1 else ''}"))
+        return started
 
     def _start_execution_loops(self, base_env: dict) -> list[subprocess.Popen]:
         """Start one execution loop per venue account with keys (paper trades inside the engine cycle)."""
