@@ -13,10 +13,10 @@ from dashboard.api import serializers_trading as s
 from dashboard.api.errors import BAD_REQUEST, NOT_FOUND
 from dashboard.api.fields import iso_utc, plain
 from dashboard.api.rendering import RENDERERS, RawJSON
-from dashboard.equity_curve import Curve, equity_curve
+from dashboard.equity_curve import CACHE_RANGES, CURVES_PER_RANGE, Curve, equity_curve
 
-# Rendered points per computed curve (dashboard.equity_curve keeps at most 64 curves per process).
-RENDERED_CURVES = 64
+# Rendered points per computed curve, as many as dashboard.equity_curve keeps per process.
+RENDERED_CURVES = CACHE_RANGES * CURVES_PER_RANGE
 _rendered: OrderedDict[int, tuple[Curve, RawJSON]] = OrderedDict()
 _rendered_lock = threading.Lock()
 
