@@ -1,6 +1,11 @@
 """Reads for the analytics stage."""
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -8,7 +13,7 @@ from django.db import connections
 
 from analytics.features.mtf import TIMEFRAMES
 from analytics.snapshot import Bars, Context
-from market.models import Candle, Instrument, OrderBookSnapshot
+from market.models import Candle, CandleSeries, Instrument, OrderBookSnapshot
 from market.resample import resample_columns
 from market.timeframes import timeframe_ms
 
@@ -16,19 +21,49 @@ from market.timeframes import timeframe_ms
 MAX_RESAMPLE_SOURCE_BARS = 7_000
 STRUCTURE_BARS = 100            # closed bars per structure-confirmation timeframe
 
+# The bar reads of the running engine cycle, inside bars_remembered() only.
+_cycle: ContextVar[_CycleReads | None] = ContextVar("bar_cycle", default=None)
+
+
+@contextmanager
+def bars_remembered() -> Iterator[None]:
+    """Inside the block, bars_load and bars_load_many answer from the process's cache of closed bars.
+
+    For one engine cycle: the first read of an instrument checks its series' revisions and brings
+    every cached series up to `now` (two queries), then each read is a slice of the cache; bars
+    are read from the database only for a series not cached yet, rewritten since (its revision
+    changed) or asked deeper than cached. Outside the block every read goes to the database.
+    """
+    token = _cycle.set(_CycleReads())
+    try:
+        yield
+    finally:
+        _cycle.reset(token)
+
 
 def bars_load(*, instrument: Instrument, timeframe: str, now: datetime, count: int) -> Bars:
     """Return up to `count` bars that had closed by `now`, oldest first."""
-    step_ms = timeframe_ms(timeframe)
+    cycle = _cycle.get()
+    if cycle is not None:
+        return _bars_cached(cycle, instrument.pk, timeframe, now, count)
+    return bars_query(instrument_id=instrument.pk, timeframe=timeframe, now=now, count=count)
+
+
+def bars_query(*, instrument_id: int, timeframe: str, now: datetime, count: int) -> Bars:
+    """Return `bars_load` read from the database (no cache)."""
+    return bars_from_rows(_rows_query(instrument_id, timeframe, now, count), timeframe_ms(timeframe))
+
+
+def _rows_query(instrument_id: int, timeframe: str, now: datetime, count: int) -> list[tuple]:
     # A bar is usable once open_time + length <= now; anything later is still forming.
-    last_open = now - timedelta(milliseconds=step_ms)
+    last_open = now - timedelta(milliseconds=timeframe_ms(timeframe))
     rows = list(
-        Candle.objects.filter(instrument=instrument, timeframe=timeframe, open_time__lte=last_open)
+        Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe, open_time__lte=last_open)
         .order_by("-open_time")
         .values_list("open_time", "open", "high", "low", "close", "volume")[:count]
     )
     rows.reverse()
-    return _bars_from_rows(rows, step_ms)
+    return rows
 
 
 def bars_load_many(*, instrument: Instrument, wanted: dict[str, int], now: datetime) -> dict[str, Bars]:
@@ -37,6 +72,10 @@ def bars_load_many(*, instrument: Instrument, wanted: dict[str, int], now: datet
     MariaDB runs the per-timeframe reads as one UNION ALL of ordered, limited selects; SQLite
     cannot limit the parts of a compound select, so there each timeframe is its own query.
     """
+    cycle = _cycle.get()
+    if cycle is not None:
+        return {timeframe: _bars_cached(cycle, instrument.pk, timeframe, now, count)
+                for timeframe, count in wanted.items()}
     parts = []
     for timeframe, count in wanted.items():
         last_open = now - timedelta(milliseconds=timeframe_ms(timeframe))
@@ -50,11 +89,142 @@ def bars_load_many(*, instrument: Instrument, wanted: dict[str, int], now: datet
     by_timeframe: dict[str, list] = {timeframe: [] for timeframe in wanted}
     for row in rows:
         by_timeframe[row[0]].append(row[1:])
-    return {timeframe: _bars_from_rows(sorted(found, key=lambda r: r[0]), timeframe_ms(timeframe))
+    return {timeframe: bars_from_rows(sorted(found, key=lambda r: r[0]), timeframe_ms(timeframe))
             for timeframe, found in by_timeframe.items()}
 
 
-def _bars_from_rows(rows: list, step_ms: int) -> Bars:
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """Closed bars of one series as stored when its revision was `revision`, oldest first."""
+
+    revision: int
+    bars: Bars
+    last: datetime | None   # the newest bar's stored open_time (an update reads the bars after it)
+    complete: bool          # no stored bar is older than the first one held
+    depth: int              # the most bars any read asked for: what an update keeps
+
+
+@dataclass
+class _CycleReads:
+    """One cycle's revisions ({(instrument id, now): {timeframe: revision}}), read once per instrument and `now`."""
+
+    revisions: dict[tuple[int, datetime], dict[str, int]] = field(default_factory=dict)
+
+
+# (database, instrument id, timeframe) -> _Series, kept for the life of the process (an engine worker).
+_SERIES: dict[tuple, _Series] = {}
+
+
+def _series_key(instrument_id: int, timeframe: str) -> tuple:
+    connection = connections[Candle.objects.db]
+    return connection.alias, connection.settings_dict["NAME"], instrument_id, timeframe
+
+
+def _bars_cached(cycle: _CycleReads, instrument_id: int, timeframe: str, now: datetime, count: int) -> Bars:
+    """Return bars_load's answer from the cache, bringing it up to date first (see bars_remembered)."""
+    revision = _revision(cycle, instrument_id, timeframe, now)
+    if revision is None:    # no revision to check against (the series row could not be made)
+        return bars_query(instrument_id=instrument_id, timeframe=timeframe, now=now, count=count)
+    key = _series_key(instrument_id, timeframe)
+    series = _SERIES.get(key)
+    last_open_ms = _epoch_ms(now) - timeframe_ms(timeframe)
+    held = 0 if series is None else int(np.searchsorted(series.bars.open_time_ms, last_open_ms, side="right"))
+    if series is None or series.revision != revision or (held < count and not series.complete):
+        depth = max(count, series.depth if series is not None else 0)
+        rows = _rows_query(instrument_id, timeframe, now, depth)
+        series = _SERIES[key] = _Series(revision, bars_from_rows(rows, timeframe_ms(timeframe)),
+                                        rows[-1][0] if rows else None, len(rows) < depth, depth)
+        held = len(rows)
+    return _window(series.bars, max(0, held - count), held)
+
+
+def _revision(cycle: _CycleReads, instrument_id: int, timeframe: str, now: datetime) -> int | None:
+    """Return the series' revision as of this cycle; the first call per instrument also updates its cached series."""
+    revisions = cycle.revisions.get((instrument_id, now))
+    if revisions is None:
+        # Revisions first, then bars: a rewrite committed in between shows as a new revision next time.
+        revisions = cycle.revisions[(instrument_id, now)] = _revisions_read(instrument_id)
+        _series_update(instrument_id, revisions, now)
+    if timeframe not in revisions:
+        # The first cache of this series: it gets a revision that writers replace from now on.
+        CandleSeries.objects.bulk_create([CandleSeries(instrument_id=instrument_id, timeframe=timeframe,
+                                                       revision=secrets.randbits(63))], ignore_conflicts=True)
+        revisions.update(_revisions_read(instrument_id))
+    return revisions.get(timeframe)
+
+
+def _revisions_read(instrument_id: int) -> dict[str, int]:
+    return dict(CandleSeries.objects.filter(instrument_id=instrument_id).values_list("timeframe", "revision"))
+
+
+def _series_update(instrument_id: int, revisions: dict[str, int], now: datetime) -> None:
+    """Drop the instrument's rewritten series from the cache and append the bars closed since to the others.
+
+    One query for all of them (a UNION ALL where the database can limit its parts). A part reads at
+    most the series' depth of bars after its last cached one; when it reads that many, the bars in
+    between are not needed and the read replaces the series.
+    """
+    current = {}
+    instrument_key = _series_key(instrument_id, "")[:3]
+    for key, series in list(_SERIES.items()):
+        if key[:3] != instrument_key:
+            continue
+        if revisions.get(key[3]) != series.revision:
+            del _SERIES[key]
+        else:
+            current[key[3]] = series
+    if not current:
+        return
+    parts = []
+    for timeframe, series in current.items():
+        rows = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe,
+                                     open_time__lte=now - timedelta(milliseconds=timeframe_ms(timeframe)))
+        if series.last is not None:
+            rows = rows.filter(open_time__gt=series.last)
+        parts.append(rows.order_by("-open_time")
+                     .values_list("timeframe", "open_time", "open", "high", "low", "close", "volume")[:series.depth])
+    found: dict[str, list] = {timeframe: [] for timeframe in current}
+    for row in _union_or_each(parts):
+        found[row[0]].append(row[1:])
+    for timeframe, rows in found.items():
+        if rows:
+            _SERIES[_series_key(instrument_id, timeframe)] = _appended(
+                current[timeframe], sorted(rows, key=lambda r: r[0]), timeframe_ms(timeframe))
+
+
+def _union_or_each(parts: list) -> list:
+    if len(parts) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
+        return list(parts[0].union(*parts[1:], all=True))
+    return [row for part in parts for row in part]
+
+
+def _appended(series: _Series, rows: list, step_ms: int) -> _Series:
+    """Return the series with `rows` (newer than its last bar, oldest first) after its bars."""
+    new, last = bars_from_rows(rows, step_ms), rows[-1][0]
+    if len(rows) >= series.depth:
+        return _Series(series.revision, new, last, False, series.depth)
+    joined = Bars(*(np.concatenate([old, more]) for old, more in zip(_columns(series.bars), _columns(new))), step_ms)
+    if len(joined) > 2 * series.depth:     # trimmed now and then, not on every bar
+        return _Series(series.revision, _window(joined, len(joined) - series.depth, len(joined)), last, False,
+                       series.depth)
+    return _Series(series.revision, joined, last, series.complete, series.depth)
+
+
+def _columns(bars: Bars) -> tuple[np.ndarray, ...]:
+    return bars.open_time_ms, bars.open, bars.high, bars.low, bars.close, bars.volume
+
+
+def _window(bars: Bars, start: int, stop: int) -> Bars:
+    # Copies: callers get arrays of their own, the cache keeps its own.
+    return Bars(*(a[start:stop].copy() for a in _columns(bars)), bars.timeframe_ms)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def bars_from_rows(rows: list, step_ms: int) -> Bars:
+    """Return Bars of (open_time, open, high, low, close, volume) rows, in their order."""
     times = np.array([int(r[0].timestamp() * 1000) for r in rows], dtype=np.int64)
     values = np.array([[float(v) for v in r[1:]] for r in rows], dtype=float).reshape(-1, 5)
     return Bars(times, values[:, 0], values[:, 1], values[:, 2], values[:, 3], values[:, 4], step_ms)

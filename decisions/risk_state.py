@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Max, Min, Q, Sum
+from django.db import connections
+from django.db.models import IntegerField, Max, Min, Q, Sum, Value
 
 from analytics.services import ms_to_datetime
 from decisions.models import TradingConfig
@@ -34,9 +35,21 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _equity_at(account: Account, moment: datetime, fallback: Decimal) -> Decimal:
-    point = EquityPoint.objects.filter(account=account, ts__lte=moment).order_by("-ts").first()
-    return point.equity_usdt if point else fallback
+def _equity_at(account: Account, moments: tuple[datetime, ...], fallback: Decimal) -> list[Decimal]:
+    """Return the equity of the last point at or before each moment (`fallback` before the first point).
+
+    One query for all of them where the database can limit a compound select's parts (MariaDB).
+    """
+    distinct = list(dict.fromkeys(moments))
+    parts = [EquityPoint.objects.filter(account=account, ts__lte=moment).order_by("-ts")
+             .annotate(moment=Value(k, output_field=IntegerField())).values_list("moment", "equity_usdt")[:1]
+             for k, moment in enumerate(distinct)]
+    if len(parts) > 1 and connections[EquityPoint.objects.db].features.supports_slicing_ordering_in_compound:
+        rows = list(parts[0].union(*parts[1:], all=True))
+    else:
+        rows = [row for part in parts for row in part]
+    found = dict(rows)
+    return [found.get(distinct.index(moment), fallback) for moment in moments]
 
 
 def _closed_trades(account: Account, since: datetime) -> tuple[ClosedTrade, ...]:
@@ -73,10 +86,11 @@ def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, 
     orders = Order.objects.filter(account=account, created_at__gt=now - timedelta(minutes=limits.rate_window_minutes),
                                   created_at__lte=now)
     last_fill = Fill.objects.filter(order__account=account, ts__lte=now).aggregate(last=Max("ts"))["last"]
+    day_start_equity, week_start_equity = _equity_at(account, (day_start, week_start), account.starting_balance_usdt)
     return RiskState(
         equity_now=equity,
-        day_start_equity=_equity_at(account, day_start, account.starting_balance_usdt),
-        week_start_equity=_equity_at(account, week_start, account.starting_balance_usdt),
+        day_start_equity=day_start_equity,
+        week_start_equity=week_start_equity,
         peak_equity=max(marks["peak"] or equity, equity),
         day_low_equity=marks["day_low"],
         week_low_equity=marks["week_low"],

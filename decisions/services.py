@@ -193,7 +193,7 @@ def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime
                                            broker=execution.broker_for(account, config, now=now), now=now,
                                            reference_price=reference_price,
                                            trail_atr_multiple=config.trail_atr_multiple,
-                                           order_type=config.entry_order_type)
+                                           order_type=config.entry_order_type, config=config)
     except OrderRejected as exc:
         position = None
         decision.reason = f"order rejected: {exc}"[:255]

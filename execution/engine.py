@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from analytics.selectors import bars_remembered
 from dashboard.events import broadcast_on_commit, events_batched
 from decisions.selectors import trading_config_get
 from decisions.services import decision_run
-from execution.selectors import closes_remembered, last_close
+from execution.selectors import closes_remembered, last_close, positions_open
 from execution.paper_venue import paper_funding_apply
 from execution.services import account_ensure, broker_for, equity_record, paper_entries_work, positions_check_exits
 from market.models import Instrument
@@ -38,7 +39,7 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
 
 def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:
     """Run exits for every active instrument, then decisions when asked, then record equity."""
-    with closes_remembered(), events_batched():
+    with closes_remembered(), bars_remembered(), events_batched():
         return _cycle(now, decide, account_name)
 
 
@@ -53,7 +54,8 @@ def _cycle(now: datetime, decide: bool, account_name: str) -> CycleResult:
         if simulated:   # resting paper entries fill on the bars since they were placed, then chase
             paper_entries_work(account=account, broker=broker, instrument=instrument, now=now, config=config)
         if simulated and positions_check_exits(account=account, instrument=instrument, broker=broker, now=now,
-                                               breakeven_after_tp1=config.breakeven_after_tp1) is not None:
+                                               breakeven_after_tp1=config.breakeven_after_tp1,
+                                               config=config) is not None:
             exits += 1
         # Exits booked PnL into the balance: the decision sizes from the equity after them, not before.
         account.refresh_from_db()
@@ -63,7 +65,9 @@ def _cycle(now: datetime, decide: bool, account_name: str) -> CycleResult:
         if price is not None:
             broadcast_on_commit("price", {"instrument_id": instrument.pk, "instrument": str(instrument),
                                               "price": on_tick(price[0], instrument.tick_size), "ts": price[1]})
+    # Read once for the funding and the equity: funding changes an open position's PnL, not its size.
+    positions = positions_open(account)
     if getattr(broker, "simulates_exits", False):
-        paper_funding_apply(account=account, now=now)     # settlements the bars did not reach (late rates)
-    point = equity_record(account=account, now=now)
+        paper_funding_apply(account=account, now=now, positions=positions)  # settlements the bars did not reach
+    point = equity_record(account=account, now=now, positions=positions)
     return CycleResult(decisions, exits, str(point.equity_usdt))

@@ -192,10 +192,13 @@ def _closed_bars(instrument: Instrument, since: datetime, now: datetime, *, stri
     start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
     for timeframe in BAR_TIMEFRAMES:
         step = TIMEFRAME_MS[timeframe]
-        bars = Candle.objects.filter(instrument=instrument, timeframe=timeframe,
-                                     open_time__lte=now - timedelta(milliseconds=step), **start)
-        if bars.exists():
-            return step, list(bars.order_by("open_time").values_list(*fields))
+        # The rows themselves, not exists() and then the rows: the finest stored timeframe usually
+        # has the one bar since the last check, and an absent one reads as nothing either way.
+        rows = list(Candle.objects.filter(instrument=instrument, timeframe=timeframe,
+                                          open_time__lte=now - timedelta(milliseconds=step), **start)
+                    .order_by("open_time").values_list(*fields))
+        if rows:
+            return step, rows
     return 0, []
 
 
@@ -316,17 +319,21 @@ def paper_funding_settle(*, position: Position, at: datetime) -> FundingPayment 
     return payment
 
 
-def paper_funding_apply(*, account: Account, now: datetime) -> list[FundingPayment]:
+def paper_funding_apply(*, account: Account, now: datetime,
+                        positions: list[Position] | None = None) -> list[FundingPayment]:
     """Book the funding every open position of a paper account owes or earns up to `now`; return what was booked.
 
     Every funding time after the position opened is settled once; times booked already are
     skipped, and times without a stored rate are retried on the next call (the rate may arrive
-    late). Venue accounts are skipped: the venue books their funding.
+    late). Venue accounts are skipped: the venue books their funding. `positions` are the account's
+    open positions (with instruments) when the caller has read them.
     """
     if account.broker != Account.Broker.PAPER:
         return []
     booked = []
-    for position in Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"):
+    if positions is None:
+        positions = Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument")
+    for position in positions:
         booked_ts = FundingPayment.objects.filter(account=account, instrument=position.instrument,
                                                   ts__gt=position.opened_at).values_list("ts", flat=True)
         done = {_ms(ts) for ts in booked_ts}

@@ -60,25 +60,26 @@ def broker_for(account: Account, config: TradingConfig, *, now: datetime | None 
 
 def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime,
                   reference_price: Decimal | None = None, trail_atr_multiple: Decimal | None = None,
-                  order_type: str = "market") -> Position | None:
+                  order_type: str = "market", config: TradingConfig | None = None) -> Position | None:
     """Enter the decision's trade and open the position with its stop, ladder and trail.
 
     `reference_price` is the market price to fill against (an approval comes later than the
     decision's close); it defaults to the decision's entry price. A market entry opens the position
     from its fills at once; a limit entry ("limit") rests and returns None: the execution loop
-    chases it and opens the position at its first fill (`execution.entries`).
+    chases it and opens the position at its first fill (`execution.entries`). `config` is the
+    caller's configuration of this cycle (read here when not given).
     """
     order = entry_submit(decision=decision, account=account, broker=broker, now=now,
                          reference_price=reference_price or decision.entry_price, order_type=order_type)
     position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
-                                  trail_atr_multiple=trail_atr_multiple)
+                                  trail_atr_multiple=trail_atr_multiple, config=config)
     if position is None:
         return None
     if change and not getattr(broker, "simulates_exits", False):
         # On a venue the stop and targets are resting orders: place them now; the execution loop
         # verifies the stop within seconds and flattens the position if it is missing.
         protection_place(position=position, broker=broker, now=now,
-                         tp_order_style=trading_config_get().tp_order_style)
+                         tp_order_style=(config or trading_config_get()).tp_order_style)
     elif not change:
         logger.info("entry %s of decision %s already booked as position %s", order.client_order_id, decision.pk,
                     position.pk)
@@ -86,12 +87,13 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
 
 
 def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: datetime,
-               trail_atr_multiple: Decimal | None = None) -> tuple[Position | None, str]:
+               trail_atr_multiple: Decimal | None = None,
+               config: TradingConfig | None = None) -> tuple[Position | None, str]:
     """Open or grow the decision's position from its entry fills; a paper one gets its liquidation price."""
     position, change = entry_position_sync(decision=decision, account=account, now=now,
                                            trail_atr_multiple=trail_atr_multiple)
     if change and getattr(broker, "simulates_exits", False):
-        position.liquidation_price = position_liquidation_price(position, account, trading_config_get())
+        position.liquidation_price = position_liquidation_price(position, account, config or trading_config_get())
         position.save(update_fields=["liquidation_price"])
     return position, change
 
@@ -114,7 +116,7 @@ def paper_entries_work(*, account: Account, broker: Broker, instrument: Instrume
     for decision in entries_to_sync(account):
         if decision.instrument_id == instrument.pk:
             entry_sync(decision=decision, account=account, broker=broker, now=now,
-                       trail_atr_multiple=config.trail_atr_multiple)
+                       trail_atr_multiple=config.trail_atr_multiple, config=config)
 
 
 def _paper_limits_work(*, account: Account, broker: Broker, instrument: Instrument, now: datetime,
@@ -124,7 +126,7 @@ def _paper_limits_work(*, account: Account, broker: Broker, instrument: Instrume
                                     maker_fee_fraction=config.maker_fee_fraction):
         if order.decision is not None and order.leg.startswith("entry"):
             entry_sync(decision=order.decision, account=account, broker=broker, now=now,
-                       trail_atr_multiple=config.trail_atr_multiple)
+                       trail_atr_multiple=config.trail_atr_multiple, config=config)
     def price_of(instr: Instrument) -> Decimal | None:
         close = last_close(instrument=instr, now=now)
         return close[0] if close else None
@@ -149,14 +151,21 @@ def _ladder(position: Position) -> LadderPosition:
 
 
 def positions_check_exits(*, account: Account, instrument: Instrument, broker: PaperVenue,
-                          now: datetime, breakeven_after_tp1: bool = True) -> Position | None:
-    """Walk the closed bars since entry: fill the stop or each take-profit the bars reached."""
+                          now: datetime, breakeven_after_tp1: bool = True,
+                          config: TradingConfig | None = None) -> Position | None:
+    """Walk the closed bars since entry: fill the stop or each take-profit the bars reached.
+
+    `config` is the caller's configuration of this cycle (read here when not given).
+    """
     position = position_get_open(account=account, instrument=instrument)
     if position is None:
         return None
+    # The rows the query matched on: the bars, the orders and the audit need them, read once.
+    position.account, position.instrument = account, instrument
+    config = config or trading_config_get()
     ladder = _ladder(position)
     since = position.exits_checked_until or position.opened_at
-    working_type = trading_config_get().stop_working_type
+    working_type = config.stop_working_type
     for open_time, bar_open, bar_high, bar_low, trigger_high, trigger_low in paper_exit_bars(
             position=position, since=since, now=now, working_type=working_type):
         if open_time > position.opened_at and int(open_time.timestamp() * 1000) % FUNDING_PERIOD_MS == 0:
@@ -168,7 +177,7 @@ def positions_check_exits(*, account: Account, instrument: Instrument, broker: P
                                     liquidation_price=position.liquidation_price)
         when = max(open_time, position.opened_at)
         for exit_ in exits:
-            position = position_reduce(position=position, broker=broker, exit_=exit_, now=when)
+            position = position_reduce(position=position, broker=broker, exit_=exit_, now=when, config=config)
         if position.status == Position.Status.CLOSED:
             return position
         position.stop_price, position.best_price = ladder.stop_price, ladder.best_price
@@ -180,7 +189,8 @@ def positions_check_exits(*, account: Account, instrument: Instrument, broker: P
     return position if position.status == Position.Status.CLOSED else None
 
 
-def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit, now: datetime) -> Position:
+def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit, now: datetime,
+                    config: TradingConfig | None = None) -> Position:
     """Close `exit_.quantity` of the position reduce-only and book its PnL; close it when nothing is left."""
     side = "sell" if position.side == "LONG" else "buy"
     intent = OrderIntent(make_intent_id("exit", position.pk), exit_.leg, position.instrument.symbol, side,
@@ -202,7 +212,7 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
         if exit_.reason == "liquidation":
             # The venue keeps the rest of the isolated margin as its clearance fee.
             clearance = liquidation_clearance_fee(order.filled_quantity, order.average_price,
-                                                  trading_config_get().maintenance_margin_fraction)
+                                                  (config or trading_config_get()).maintenance_margin_fraction)
             exit_fee += clearance
             position.fees_usdt += clearance
             position.realized_pnl_usdt -= clearance
@@ -220,10 +230,13 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
     return position
 
 
-def equity_record(*, account: Account, now: datetime) -> EquityPoint:
-    """Store the account's equity at `now` and publish it."""
+def equity_record(*, account: Account, now: datetime, positions: list[Position] | None = None) -> EquityPoint:
+    """Store the account's equity at `now` and publish it.
+
+    `positions` are the account's open positions (with instruments) when the caller has read them.
+    """
     account.refresh_from_db()
-    unrealized = unrealized_pnl(account=account, now=now).quantize(Decimal("0.00000001"))
+    unrealized = unrealized_pnl(account=account, now=now, positions=positions).quantize(Decimal("0.00000001"))
     point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
                        values={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
                                "equity_usdt": account.balance_usdt + unrealized})

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.shortcuts import get_object_or_404
@@ -13,6 +14,7 @@ from django.utils.http import content_disposition_header
 
 from market.gaps import format_summary
 from market.importer import gap_report
+from market.ingest import candle_series_touch
 from market.manual import selectors as manual_selectors
 from market.manual import services as manual_services
 from market.selectors import etf_coverage, instrument_coverage
@@ -92,6 +94,20 @@ class CandleAdmin(ReadOnlyMarketDataAdmin):
     list_filter = ["timeframe", "instrument__exchange", "instrument"]
     search_fields = ["instrument__exchange_symbol", "instrument__symbol"]
     date_hierarchy = "open_time"
+
+    # A deleted bar changes its series: give it a new revision so the engine's bar cache reloads it
+    # (market.ingest.candle_series_touch). Not a post_delete signal: it would load every row of a purge.
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            candle_series_touch(instrument_id=obj.instrument_id, timeframe=obj.timeframe)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            series = list(queryset.order_by().values_list("instrument_id", "timeframe").distinct())
+            super().delete_queryset(request, queryset)
+            for instrument_id, timeframe in series:
+                candle_series_touch(instrument_id=instrument_id, timeframe=timeframe)
 
 
 @admin.register(DerivativesSample)

@@ -1,13 +1,16 @@
 """Bulk writes of market data: idempotent upserts that a re-run or a resume cannot duplicate."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone as dt_timezone
 
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from django.db.models import Count, Q
 
-from market.models import Candle, DerivativesSample
+from market.models import Candle, CandleSeries, DerivativesSample
+from tradingbot.upsert import row_upsert
 
 CANDLE_COLUMNS = [
     "open", "high", "low", "close", "volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote",
@@ -44,8 +47,10 @@ def _text(series: pd.Series) -> tuple[list[str | None], bool]:
         return [str(v) for v in series.tolist()], False
     if series.dtype.kind == "f":
         return [None if v != v else repr(v) for v in series.tolist()], False
-    text = series.astype(object).where(series.notna(), None).tolist()
-    return [None if v is None or v == "" else (v if isinstance(v, str) else repr(v)) for v in text], True
+    # Value by value: a closed candle is a one-row frame, where pandas' column operations (a copy,
+    # a mask, a where) cost most of the write. pd.isna of a value is what notna() tests per value.
+    return [None if pd.isna(v) or v == "" else (v if isinstance(v, str) else repr(v))
+            for v in series.tolist()], True
 
 
 def _columns(frame: pd.DataFrame, names: list[str]) -> list[list[str | None]]:
@@ -72,38 +77,51 @@ def _upsert_sql_tail(key_columns: list[str], value_columns: list[str]) -> str:
     if connection.vendor == "mysql":
         return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{qn(c)} = VALUES({qn(c)})" for c in value_columns)
     updates = ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in value_columns)
-    return f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) DO UPDATE SET {updates}"
+    # Only rows whose values differ are updated, so the statement's change count tells inserted plus
+    # changed rows apart from rows written again with the values they had.
+    differs = " OR ".join(f"{qn(c)} IS NOT excluded.{qn(c)}" for c in value_columns)
+    return f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) DO UPDATE SET {updates} WHERE {differs}"
 
 
 def _upsert(table: str, keys: dict[str, object], times: list[str], time_column: str,
-            value_columns: list[str], values: list[list[str | None]]) -> None:
-    """Write rows of (*keys, time, *values); keys are the same for every row of one call."""
+            value_columns: list[str], values: list[list[str | None]]) -> int:
+    """Write rows of (*keys, time, *values); return the driver's affected-row count.
+
+    Keys are the same for every row of one call. The count is the server's: on MariaDB (Django
+    connects with CLIENT_FOUND_ROWS) 1 per inserted row, 2 per changed row and 1 per row written
+    with its own values; on SQLite 1 per inserted or changed row.
+    """
     qn = connection.ops.quote_name
     key_columns = [*keys, time_column]
     names = ", ".join(qn(c) for c in key_columns + value_columns)
     head = f"INSERT INTO {qn(table)} ({names}) VALUES "
     tail = " " + _upsert_sql_tail(key_columns, value_columns)
+    affected = 0
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
-            _write_literal(cursor, head, tail, list(keys.values()), times, values)
-        else:
-            marks = "(" + ", ".join(["%s"] * (len(key_columns) + len(value_columns))) + ")"
-            fixed = tuple(keys.values())
-            rows = [(*fixed, t, *v) for t, *v in zip(times, *values)]
-            for start in range(0, len(rows), _BATCH_ROWS):
-                cursor.executemany(head + marks + tail, rows[start:start + _BATCH_ROWS])
+            return _write_literal(cursor, head, tail, list(keys.values()), times, values)
+        marks = "(" + ", ".join(["%s"] * (len(key_columns) + len(value_columns))) + ")"
+        fixed = tuple(keys.values())
+        rows = [(*fixed, t, *v) for t, *v in zip(times, *values)]
+        for start in range(0, len(rows), _BATCH_ROWS):
+            cursor.executemany(head + marks + tail, rows[start:start + _BATCH_ROWS])
+            affected += max(cursor.rowcount, 0)
+    return affected
 
 
 def _write_literal(cursor, head: str, tail: str, key_values: list, times: list[str],
-                   values: list[list[str | None]]) -> None:
+                   values: list[list[str | None]]) -> int:
     # mysqlclient escapes every parameter in Python, which costs more than the server's work;
     # every value here is checked numeric text or a timestamp this module formatted, so the
     # rows can go in as literals. Key values are quoted through the driver once per call.
     prefix = "(" + ", ".join(_key_literal(v) for v in key_values) + ", '"
     columns = [[v if v is not None else "NULL" for v in column] for column in values]
     rows = [prefix + t + "', " + ", ".join(cells) + ")" for t, *cells in zip(times, *columns)]
+    affected = 0
     for start in range(0, len(rows), _BATCH_ROWS):
         cursor.execute(head + ", ".join(rows[start:start + _BATCH_ROWS]) + tail)
+        affected += max(cursor.rowcount, 0)
+    return affected
 
 
 def _key_literal(value) -> str:
@@ -122,22 +140,58 @@ def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -
 
     `frame` has an int64 `open_time_ms` column and the CANDLE_COLUMNS (decimal strings,
     numbers or missing; only the OHLCV five are required). Runs in one transaction.
-    Raises ValueError, writing nothing, when a value is not a finite number.
+    Raises ValueError, writing nothing, when a value is not a finite number. A write that changes
+    a stored bar or inserts one behind the newest replaces the series' revision (CandleSeries),
+    in the same transaction, so caches of its closed bars reload them.
     """
     if frame.empty:
         return 0
     columns = [c for c in CANDLE_COLUMNS if c in frame.columns]
     values = _columns(frame, columns)
-    times = ms_to_db_datetimes(frame["open_time_ms"].to_numpy())
-    # Counted over the frame's time range only: the whole series (years of 1m bars) would cost a
-    # scan per closed candle. A row gained inside the range is a row this upsert inserted.
-    existing = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe,
-                                     open_time__range=_aware_range(frame["open_time_ms"].to_numpy()))
+    open_time_ms = frame["open_time_ms"].to_numpy()
+    times = ms_to_db_datetimes(open_time_ms)
+    first, last = _aware_range(open_time_ms)
+    series = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe)
+    table, keys = Candle._meta.db_table, {"instrument_id": int(instrument_id), "timeframe": timeframe}
     with transaction.atomic():
-        before = existing.count()
-        _upsert(Candle._meta.db_table, {"instrument_id": int(instrument_id), "timeframe": timeframe},
-                times, "open_time", columns, values)
-        return existing.count() - before
+        newest = series.order_by("-open_time").values_list("open_time", flat=True).first()
+        if (newest is None or first > newest) and len(np.unique(open_time_ms)) == len(times):
+            # Only newer bars, each once (a closed candle, a resumed backfill): nothing stored can
+            # change, so the two counts a rewrite needs are skipped. On MariaDB a count above one
+            # per row means a concurrent writer stored some of them first and this write changed them.
+            affected = _upsert(table, keys, times, "open_time", columns, values)
+            changed = affected - len(times) if connection.vendor == "mysql" else 0
+            if changed > 0:
+                candle_series_touch(instrument_id=instrument_id, timeframe=timeframe)
+            return len(times) - max(changed, 0)
+        # Counted over the frame's time range only: the whole series (years of 1m bars) would cost
+        # a scan per write. A row gained inside the range is a row this upsert inserted.
+        existing = series.filter(open_time__range=(first, last))
+        before = _counts(existing, newest)
+        affected = _upsert(table, keys, times, "open_time", columns, values)
+        after = _counts(existing, newest)
+        gained = after["rows"] - before["rows"]
+        changed = affected - len(times) if connection.vendor == "mysql" else affected - gained
+        if changed > 0 or after["behind"] > before["behind"]:
+            candle_series_touch(instrument_id=instrument_id, timeframe=timeframe)
+        return gained
+
+
+def _counts(rows, newest: datetime | None) -> dict[str, int]:
+    """Return the rows, and those at or before `newest` (the newest bar stored before the write)."""
+    if newest is None:      # nothing was stored: no row can be behind the newest
+        return {"rows": rows.count(), "behind": 0}
+    return rows.aggregate(rows=Count("pk"), behind=Count("pk", filter=Q(open_time__lte=newest)))
+
+
+def candle_series_touch(*, instrument_id: int, timeframe: str) -> None:
+    """Give the series a new revision: caches of its bars reload them (call inside the writing transaction).
+
+    candles_upsert calls it when stored bars change; any other writer that changes, inserts behind
+    the newest or deletes stored candles must call it too.
+    """
+    row_upsert(CandleSeries, keys={"instrument_id": int(instrument_id), "timeframe": timeframe},
+               values={"revision": secrets.randbits(63)})
 
 
 def derivatives_upsert(*, instrument_id: int, kind: str, period: str, frame: pd.DataFrame) -> int:

@@ -90,6 +90,29 @@ class Candle(models.Model):
         return f"{self.instrument_id} {self.timeframe} {self.open_time:%Y-%m-%d %H:%M}"
 
 
+class CandleSeries(models.Model):
+    """The revision of one instrument's stored bars of one timeframe, for caches of closed bars.
+
+    `revision` is a random token, replaced whenever a write changes a stored bar or inserts one
+    behind the newest (market.ingest.candles_upsert); appending newer bars leaves it alone. A cache
+    holding the series' bars compares it for equality, so a series recreated after a rollback or a
+    purge (a fresh random token) never matches an old one. Created by the first cache that reads the
+    series; a missing row means no cache holds its bars.
+    """
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="candle_series")
+    timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
+    revision = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "timeframe"], name="uniq_candle_series"),
+        ]
+
+    def __str__(self):
+        return f"{self.instrument_id} {self.timeframe} r{self.revision}"
+
+
 class DerivativesKind(models.TextChoices):
     FUNDING = "funding", "funding rate"
     OPEN_INTEREST = "open_interest", "open interest"
