@@ -157,25 +157,18 @@ def test_bars_load_outside_the_block_sees_a_write_no_writer_announced(instrument
     assert bars.close[-1] == 1.0
 
 
-def test_candles_upsert_appending_bars_keeps_the_revision(instrument, frame):
+@pytest.mark.parametrize(("written", "new_rows"), [
+    (lambda frame: _bar_at(frame, START), 1),                   # the next closed bar: an append
+    (lambda frame: _until(frame, START).tail(3), 0),            # stored bars again, same values
+], ids=["append", "same-values"])
+def test_candles_upsert_that_changes_no_stored_bar_keeps_the_revision(instrument, frame, written, new_rows):
     with bars_remembered():
         bars_load(instrument=instrument, timeframe="15m", now=START, count=10)
     revision = CandleSeries.objects.get(instrument=instrument, timeframe="15m").revision
 
-    gained = candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=_bar_at(frame, START))
+    gained = candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=written(frame))
 
-    assert gained == 1
-    assert CandleSeries.objects.get(instrument=instrument, timeframe="15m").revision == revision
-
-
-def test_candles_upsert_same_values_again_keeps_the_revision(instrument, frame):
-    with bars_remembered():
-        bars_load(instrument=instrument, timeframe="15m", now=START, count=10)
-    revision = CandleSeries.objects.get(instrument=instrument, timeframe="15m").revision
-
-    gained = candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=_until(frame, START).tail(3))
-
-    assert gained == 0
+    assert gained == new_rows
     assert CandleSeries.objects.get(instrument=instrument, timeframe="15m").revision == revision
 
 

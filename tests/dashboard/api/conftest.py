@@ -1,6 +1,8 @@
-"""API clients authenticated by token, one per role, and a clean throttle cache for every test."""
+"""API clients authenticated by token, one per role, and clean throttle and equity caches for every test."""
 import pytest
 from django.core.cache import cache
+
+from dashboard import equity_curve
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -15,6 +17,14 @@ def throttle_cache_clear():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def equity_cache_clear():
+    # The equity curves kept in this process belong to the test that computed them.
+    equity_curve.cache_clear()
+    yield
+    equity_curve.cache_clear()
 
 
 @pytest.fixture

@@ -6,19 +6,11 @@ from decimal import Decimal
 import pytest
 
 from dashboard import selectors
-from dashboard import equity_curve as equity
 from execution.models import EquityPoint
 from tests.dashboard.factories import AccountFactory, T0
 
 pytestmark = pytest.mark.django_db
 MINUTE = dt.timedelta(minutes=1)
-
-
-@pytest.fixture(autouse=True)
-def cache_clear():
-    equity.cache_clear()
-    yield
-    equity.cache_clear()
 
 
 @pytest.fixture

@@ -15,13 +15,6 @@ POINTS = 2000
 GAP = 1200          # the minute missing from the fixture's series, for a late insert
 
 
-@pytest.fixture(autouse=True)
-def cache_clear():
-    equity.cache_clear()
-    yield
-    equity.cache_clear()
-
-
 @pytest.fixture
 def account():
     """A paper account with minute points (one missing): a sine wave around 10,000 USDT with exact cents."""
