@@ -16,6 +16,7 @@ from analytics.snapshot import Bars, Context
 from market.models import Candle, CandleSeries, Instrument, OrderBookSnapshot
 from market.resample import resample_columns
 from market.timeframes import timeframe_ms
+from tradingbot.union import rows_union_all
 
 # Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
 MAX_RESAMPLE_SOURCE_BARS = 7_000
@@ -82,10 +83,7 @@ def bars_load_many(*, instrument: Instrument, wanted: dict[str, int], now: datet
         parts.append(Candle.objects.filter(instrument=instrument, timeframe=timeframe, open_time__lte=last_open)
                      .order_by("-open_time")
                      .values_list("timeframe", "open_time", "open", "high", "low", "close", "volume")[:count])
-    if len(parts) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
-        rows = list(parts[0].union(*parts[1:], all=True))
-    else:
-        rows = [row for part in parts for row in part]
+    rows = rows_union_all(parts)
     by_timeframe: dict[str, list] = {timeframe: [] for timeframe in wanted}
     for row in rows:
         by_timeframe[row[0]].append(row[1:])
@@ -184,18 +182,12 @@ def _series_update(instrument_id: int, revisions: dict[str, int], now: datetime)
         parts.append(rows.order_by("-open_time")
                      .values_list("timeframe", "open_time", "open", "high", "low", "close", "volume")[:series.depth])
     found: dict[str, list] = {timeframe: [] for timeframe in current}
-    for row in _union_or_each(parts):
+    for row in rows_union_all(parts):
         found[row[0]].append(row[1:])
     for timeframe, rows in found.items():
         if rows:
             _SERIES[_series_key(instrument_id, timeframe)] = _appended(
                 current[timeframe], sorted(rows, key=lambda r: r[0]), timeframe_ms(timeframe))
-
-
-def _union_or_each(parts: list) -> list:
-    if len(parts) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
-        return list(parts[0].union(*parts[1:], all=True))
-    return [row for part in parts for row in part]
 
 
 def _appended(series: _Series, rows: list, step_ms: int) -> _Series:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import connections
 from django.db.models import IntegerField, Max, Min, Q, Sum, Value
 
 from analytics.services import ms_to_datetime
@@ -14,6 +13,7 @@ from decisions.risk.wall import day_bounds, week_bounds
 from execution.models import Account, EquityPoint, Fill, Order, Position
 from execution.selectors import equity_now, positions_open
 from market.models import Candle, Instrument, OrderBookSnapshot
+from tradingbot.union import rows_union_all
 
 
 LIMIT_FIELDS = (
@@ -44,11 +44,7 @@ def _equity_at(account: Account, moments: tuple[datetime, ...], fallback: Decima
     parts = [EquityPoint.objects.filter(account=account, ts__lte=moment).order_by("-ts")
              .annotate(moment=Value(k, output_field=IntegerField())).values_list("moment", "equity_usdt")[:1]
              for k, moment in enumerate(distinct)]
-    if len(parts) > 1 and connections[EquityPoint.objects.db].features.supports_slicing_ordering_in_compound:
-        rows = list(parts[0].union(*parts[1:], all=True))
-    else:
-        rows = [row for part in parts for row in part]
-    found = dict(rows)
+    found = dict(rows_union_all(parts))
     return [found.get(distinct.index(moment), fallback) for moment in moments]
 
 
