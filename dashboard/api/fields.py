@@ -47,7 +47,7 @@ class FastListSerializer(serializers.ListSerializer):
     """
 
     def to_representation(self, data):
-        readers = _readers(type(self.child), self.child)
+        readers = field_readers(type(self.child), self.child)
         rows = list(data.all() if hasattr(data, "all") else data)
         if rows and isinstance(rows[0], dict):
             # Rows from .values(*value_lookups(...)): one dict lookup per cell, keyed by the lookup.
@@ -71,7 +71,7 @@ def value_lookups(serializer_class: type) -> tuple[str, ...] | None:
         meta = getattr(serializer_class, "Meta", None)
         lookups = None
         if meta is not None and getattr(meta, "list_serializer_class", None) is FastListSerializer:
-            readers = _readers(serializer_class, serializer_class())
+            readers = field_readers(serializer_class, serializer_class())
             # A converter of its own (a file's URL, a slug of a related row) needs the instance's value.
             if all(convert in _VALUE_CONVERTERS and _is_column(meta.model, attrs) for _, attrs, convert in readers):
                 lookups = tuple("__".join(attrs) for _, attrs, _ in readers)
@@ -98,7 +98,8 @@ def _is_column(model, attrs: list[str]) -> bool:
 _READERS: dict[type, list] = {}
 
 
-def _readers(serializer_class: type, child) -> list[tuple[str, list[str], callable]]:
+def field_readers(serializer_class: type, child) -> list[tuple[str, list[str], callable]]:
+    """Return (name, attribute path, converter) of every field `child` (a `serializer_class`) prints."""
     # Building a ModelSerializer's fields deep-copies them (about 7 ms a page): once per class is enough.
     readers = _READERS.get(serializer_class)
     if readers is None:

@@ -4,7 +4,7 @@ Why: json.dumps of 500 candles or 1,000 equity points costs 2-4 ms a request, an
 made once, cheaper (the candle rows come formatted from the database, an equity curve's points are
 rendered once per computed curve). `RawJSON` carries such text inside the response data;
 `SplicingJSONRenderer` renders everything else as DRF's JSONRenderer does and puts the text in
-place, so the bytes are the ones JSONRenderer would have produced from the parsed value.
+place: what a client parses is what JSONRenderer would have produced from the parsed value.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ _MARK = f"\x00raw-json-{uuid.uuid4().hex}-"
 class RawJSON:
     """Finished JSON text standing for one value of the response.
 
-    The text must be what JSONRenderer writes for that value: compact separators, and U+2028 / U+2029
-    escaped (the producers here write ASCII only).
+    The text must be JSON that parses to that value. The candle rows and equity points are exactly
+    what JSONRenderer writes (compact, ASCII); the list pages MariaDB writes (dashboard.api.row_json)
+    may differ in bytes where the value does not (a stored JSON column keeps its spaces and escapes).
     """
 
     __slots__ = ("text",)

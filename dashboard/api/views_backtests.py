@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from dashboard.api import filters, serializers_trading as s
 from dashboard.api.errors import BAD_REQUEST, FORBIDDEN
-from dashboard.api.pagination import KeysFirstPagination
+from dashboard.api.pagination import KeysFirstPagination, PageListMixin
 from execution.models import BacktestRun
 
 
@@ -16,7 +16,7 @@ from execution.models import BacktestRun
     create=extend_schema(summary="Start a backtest (operator)", request=s.BacktestStartSerializer,
                          responses={201: s.BacktestSerializer, 400: BAD_REQUEST, 403: FORBIDDEN}),
 )
-class BacktestViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class BacktestViewSet(PageListMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Backtest runs, newest first; a started run is queued and runs in a worker (watch bars_done)."""
 
     pagination_class = KeysFirstPagination

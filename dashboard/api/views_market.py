@@ -6,7 +6,7 @@ from rest_framework.generics import ListAPIView
 from analytics.models import Flow, Snapshot
 from dashboard.api import filters, serializers_market as s
 from dashboard.api.candle_rows import candle_rows_json
-from dashboard.api.pagination import BoundedPagination, CandlePagination, KeysFirstPagination
+from dashboard.api.pagination import BoundedPagination, CandlePagination, KeysFirstPagination, PageListMixin
 from dashboard.api.rendering import RENDERERS
 from market.models import Candle, DerivativesSample, Instrument
 
@@ -49,7 +49,7 @@ class CandleList(ListAPIView):
 
 @extend_schema_view(list=extend_schema(summary="List derivatives samples"),
                     retrieve=extend_schema(summary="One derivatives sample"))
-class DerivativesViewSet(viewsets.ReadOnlyModelViewSet):
+class DerivativesViewSet(PageListMixin, viewsets.ReadOnlyModelViewSet):
     """Funding, open interest, mark/index and CVD samples."""
 
     queryset = DerivativesSample.objects.order_by("-ts", "-pk")
@@ -62,7 +62,7 @@ class DerivativesViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(list=extend_schema(summary="List snapshots"), retrieve=extend_schema(summary="One snapshot"))
-class SnapshotViewSet(viewsets.ReadOnlyModelViewSet):
+class SnapshotViewSet(PageListMixin, viewsets.ReadOnlyModelViewSet):
     """What the analytics saw at each bar close: structure, ATR, momentum and every feature."""
 
     queryset = Snapshot.objects.order_by("-as_of", "-pk")
@@ -75,7 +75,7 @@ class SnapshotViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(list=extend_schema(summary="List flow views"), retrieve=extend_schema(summary="One flow view"))
-class FlowViewSet(viewsets.ReadOnlyModelViewSet):
+class FlowViewSet(PageListMixin, viewsets.ReadOnlyModelViewSet):
     """Crowd bias, trap index, global risk and warnings, with the parts behind each."""
 
     queryset = Flow.objects.order_by("-as_of", "-pk")

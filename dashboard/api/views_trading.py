@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from dashboard.api import filters, serializers_trading as s
 from dashboard.api.errors import BAD_REQUEST, CONFLICT, FORBIDDEN, NOT_FOUND, refused
-from dashboard.api.pagination import KeysFirstPagination
+from dashboard.api.pagination import KeysFirstPagination, PageListMixin
 from decisions import approvals
 from decisions.models import Decision
 from execution.models import Account, Fill, Order, Position
@@ -17,7 +17,7 @@ INT_ID = r"\d+"
 ACTED = {200: s.DecisionDetailSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
 
 
-class ReadOnly(viewsets.ReadOnlyModelViewSet):
+class ReadOnly(PageListMixin, viewsets.ReadOnlyModelViewSet):
     pagination_class = KeysFirstPagination
     filter_backends = filters.FILTER_BACKENDS
     lookup_value_regex = INT_ID
