@@ -25,16 +25,20 @@ if COLUMNS is None or not {kind for _, _, kind in COLUMNS} <= {"decimal", "time"
     raise TypeError("CandleSerializer prints a column candle_rows has no byte-exact form for")
 
 
-def candle_rows_json(queryset, offset: int, limit: int) -> RawJSON:
-    """Return rows [offset, offset + limit) of a candle queryset (filtered, ordered) as a JSON array."""
+def candle_rows(queryset, offset: int, limit: int) -> list[str]:
+    """Return rows [offset, offset + limit) of a candle queryset (filtered, ordered), each as its JSON object."""
     if connection.vendor == "mysql":
-        rows = queryset.values_list(RowJSON(COLUMNS), flat=True)[offset:offset + limit]
-        return RawJSON("[" + ",".join(rows) + "]")
+        return list(queryset.values_list(RowJSON(COLUMNS), flat=True)[offset:offset + limit])
     names = [name for name, _, _ in COLUMNS]
     formats = [_python_format(kind) for _, _, kind in COLUMNS]
-    rows = [{name: None if value is None else form(value) for name, form, value in zip(names, formats, row)}
-            for row in queryset.values_list(*(lookup for _, lookup, _ in COLUMNS))[offset:offset + limit]]
-    return RawJSON(JSONRenderer().render(rows).decode())
+    render = JSONRenderer().render
+    return [render({name: None if value is None else form(value) for name, form, value in zip(names, formats, row)})
+            .decode() for row in queryset.values_list(*(lookup for _, lookup, _ in COLUMNS))[offset:offset + limit]]
+
+
+def candle_rows_json(queryset, offset: int, limit: int) -> RawJSON:
+    """Return rows [offset, offset + limit) of a candle queryset as one JSON array."""
+    return RawJSON("[" + ",".join(candle_rows(queryset, offset, limit)) + "]")
 
 
 def _python_format(kind: str):

@@ -65,18 +65,22 @@ class CandlePagination(BoundedPagination):
     default_limit = 500
     max_limit = 5000
 
-    def page_window(self, queryset, request, view=None) -> tuple[int, int]:
-        """Count and read the page's bounds as paginate_queryset does; return (offset, limit) of the rows to read.
+    def page_rows(self, queryset, request, read) -> list:
+        """Return the page's rows as `read(offset, limit)` reads them, setting count, limit and offset as
+        paginate_queryset does.
 
-        The rows themselves are the caller's (dashboard.api.candle_rows reads them as JSON text);
-        (0, 0) when the page is empty.
+        One row past the page is read: when it is not there, the page reaches the end of the range and
+        the count is offset + rows, with no COUNT query (a chart asking for a range it has room for).
+        Only a page with more rows after it, or an empty page past the start, is counted.
         """
         self.request = request
         self.limit = self.get_limit(request)
-        self.count = self.get_count(queryset)
         self.offset = self.get_offset(request)
+        rows = read(self.offset, self.limit + 1)
+        if len(rows) <= self.limit and (rows or self.offset == 0):
+            self.count = self.offset + len(rows)
+        else:
+            self.count = self.get_count(queryset)
         if self.count > self.limit and self.template is not None:
             self.display_page_controls = True
-        if self.count == 0 or self.offset > self.count:
-            return 0, 0
-        return self.offset, self.limit
+        return rows[:self.limit]

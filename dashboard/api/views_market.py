@@ -5,9 +5,9 @@ from rest_framework.generics import ListAPIView
 
 from analytics.models import Flow, Snapshot
 from dashboard.api import filters, serializers_market as s
-from dashboard.api.candle_rows import candle_rows_json
+from dashboard.api.candle_rows import candle_rows
 from dashboard.api.pagination import BoundedPagination, CandlePagination, KeysFirstPagination, PageListMixin
-from dashboard.api.rendering import RENDERERS
+from dashboard.api.rendering import RENDERERS, RawJSON
 from market.models import Candle, DerivativesSample, Instrument
 
 INT_ID = r"\d+"
@@ -43,8 +43,8 @@ class CandleList(ListAPIView):
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
-        offset, limit = self.paginator.page_window(queryset, request, view=self)
-        return self.get_paginated_response(candle_rows_json(queryset, offset, limit))
+        rows = self.paginator.page_rows(queryset, request, lambda offset, limit: candle_rows(queryset, offset, limit))
+        return self.get_paginated_response(RawJSON("[" + ",".join(rows) + "]"))
 
 
 @extend_schema_view(list=extend_schema(summary="List derivatives samples"),

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.renderers import JSONRenderer
 
 from dashboard import equity_curve
@@ -78,6 +79,28 @@ def test_candles_endpoint_bytes_equal_drf_rendering_of_the_serializer(candles, v
                 "results": serializer_rows(candles)[1:3]}
     assert response.status_code == 200
     assert response.content == JSONRenderer().render(expected)
+
+
+def _counted(viewer_api, params: dict) -> tuple[dict, bool]:
+    """The candles endpoint's answer and whether it ran a COUNT query."""
+    with CaptureQueriesContext(connection) as queries:
+        body = viewer_api.get("/api/candles/", {"symbol": "BTCUSDT", "timeframe": "1m", **params}).json()
+    return body, any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+
+
+@pytest.mark.parametrize("params, count, rows, counted", [
+    ({"limit": 10}, 4, 4, False),                       # the whole range fits: offset + rows is the count
+    ({"limit": 4}, 4, 4, False),                        # exactly: the row past the page is not there
+    ({"limit": 2, "offset": 3}, 4, 1, False),           # the last page
+    ({"limit": 3}, 4, 3, True),                         # more rows follow: counted
+    ({"limit": 2, "offset": 9}, 4, 0, True),            # past the end: counted, empty
+    ({"limit": 2, "start": "2030-01-01T00:00:00Z"}, 0, 0, False),   # nothing in range
+])
+def test_candle_pages_reaching_the_end_of_the_range_need_no_count(candles, viewer_api, params, count, rows, counted):
+    body, ran_count = _counted(viewer_api, params)
+
+    assert (body["count"], len(body["results"]), ran_count) == (count, rows, counted)
+    assert (body["next"] is None) == (params.get("offset", 0) + params["limit"] >= count)
 
 
 def test_candles_browsable_api_shows_the_rows(candles, viewer_api):
