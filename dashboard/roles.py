@@ -30,10 +30,19 @@ def role_of(user) -> str | None:
         return ADMIN
     cached = getattr(user, "_tradingbot_role", None)
     if cached is None:
-        names = set(user.groups.values_list("name", flat=True))
-        cached = ADMIN if ADMIN in names else OPERATOR if OPERATOR in names else VIEWER
-        user._tradingbot_role = cached  # one query per request, not one per check
+        cached = role_remember(user, set(user.groups.values_list("name", flat=True)))
     return cached
+
+
+def role_remember(user, group_names: set[str]) -> str:
+    """Return the role the user's groups give (superusers aside), kept on the user for this request.
+
+    One query per request, not one per check; the API's token authentication reads the groups in
+    its own query (dashboard.api.authentication) and hands their names here.
+    """
+    role = ADMIN if ADMIN in group_names else OPERATOR if OPERATOR in group_names else VIEWER
+    user._tradingbot_role = role
+    return role
 
 
 def has_role(user, role: str) -> bool:

@@ -213,7 +213,7 @@ MANUAL_UPLOAD_MAX_BYTES = env.int("MANUAL_UPLOAD_MAX_BYTES", default=1024 * 1024
 # viewers read and operators write (dashboard.roles), throttled per user.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "dashboard.api.authentication.TokenRoleAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["dashboard.roles.ReadViewerWriteOperator"],
