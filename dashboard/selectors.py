@@ -333,13 +333,35 @@ class EquitySeries:
     downsampled: bool
 
 
+# A period of a week or more starts on the hour: see equity_range.
+PERIOD_START_STEP = dt.timedelta(hours=1)
+
+
 def equity_range(account: Account, *, period: str | None, start, end) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """Return (start, end) for a period counted back from the account's last point, or the given bounds."""
+    """Return (start, end) for a period counted back from the account's last point, or the given bounds.
+
+    A period of a week or more starts at the hour at or before (last point - period), so it shows
+    up to an hour more than the period. Why: the equity curve is kept per range
+    (dashboard.equity_curve) and grows by new points only while its start stays put; a start
+    moving with every minute point made each minute's first request compute the whole month again.
+    Shorter periods are cheap to compute and keep their exact start.
+    """
     delta = PERIODS.get(period or "")
     if start or end or delta is None:
         return start, end
     last = EquityPoint.objects.filter(account=account).aggregate(last=Max("ts"))["last"]
-    return (last - delta if last else None), None
+    if last is None:
+        return None, None
+    start = last - delta
+    if delta >= dt.timedelta(weeks=1):
+        start = _floor(start, PERIOD_START_STEP)
+    return start, None
+
+
+def _floor(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    """The latest multiple of `step` since the epoch at or before `moment` (UTC)."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return moment - (moment - epoch) % step
 
 
 def equity_points(account: Account, start: dt.datetime | None, end: dt.datetime | None):

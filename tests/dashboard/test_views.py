@@ -154,6 +154,46 @@ def test_equity_data_period_counts_back_from_last_point(user_client):
     assert body["points"][0]["drawdown_pct"] == -10.0  # the earlier 10 000 peak still counts
 
 
+def test_equity_data_week_and_month_periods_start_on_the_hour_so_new_points_extend_the_kept_curve(
+        user_client, monkeypatch):
+    from dashboard import equity_curve
+
+    account = AccountFactory()
+    last = T0 + dt.timedelta(minutes=37)
+    for minutes in (-7 * 24 * 60 - 30, -7 * 24 * 60 + 20, 0, 37):     # 7 days + 30 min back is outside
+        EquityPointFactory(account=account, ts=T0 + dt.timedelta(minutes=minutes))
+    reads = []
+    real = equity_curve._floats
+    monkeypatch.setattr(equity_curve, "_floats", lambda *args: reads.append(args[1:]) or real(*args))
+    equity_curve.cache_clear()
+
+    body = user_client.get(reverse("dashboard:equity-data"), {"period": "1W"}).json()
+
+    # last - 7 days is 12:37 a week earlier; the period starts at 12:00, taking in the 12:20 point.
+    week_start = T0 - dt.timedelta(days=7)
+    assert dt.datetime.fromisoformat(body["start"]) == week_start
+    assert [p["t"] for p in body["points"]] == [int((week_start + dt.timedelta(minutes=20)).timestamp()),
+                                               int(T0.timestamp()), int(last.timestamp())]
+    EquityPointFactory(account=account, ts=last + dt.timedelta(minutes=1))
+    reads.clear()
+
+    later = user_client.get(reverse("dashboard:equity-data"), {"period": "1W"}).json()
+
+    assert later["start"] == body["start"] and len(later["points"]) == 4
+    assert reads == [(last, None)]      # only the tail was read: the range (and its curve) was kept
+    month = user_client.get(reverse("dashboard:equity-data"), {"period": "1M"}).json()
+    assert dt.datetime.fromisoformat(month["start"]).minute == 0
+
+
+def test_equity_data_day_period_keeps_its_exact_start(user_client):
+    account = AccountFactory()
+    EquityPointFactory(account=account, ts=T0 + dt.timedelta(minutes=37))
+
+    body = user_client.get(reverse("dashboard:equity-data"), {"period": "1D"}).json()
+
+    assert dt.datetime.fromisoformat(body["start"]) == T0 + dt.timedelta(minutes=37) - dt.timedelta(days=1)
+
+
 def test_equity_data_start_after_end_returns_400(user_client):
     AccountFactory()
 
