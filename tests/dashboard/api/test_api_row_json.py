@@ -149,3 +149,14 @@ def test_each_kind_prints_as_json_the_value_parses_back_to(kind, value, expected
 def test_an_unknown_kind_is_refused_by_name():
     with pytest.raises(ValueError, match="'uuid'"):
         value_sql_of("uuid", "col", [])
+
+
+def test_the_browsable_api_shows_a_page_written_by_the_database(viewer_api):
+    world = world_build()
+    world.decision.reason = "breakout above the Asian range"
+    world.decision.save()
+
+    response = viewer_api.get("/api/decisions/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert "breakout above the Asian range" in response.content.decode()
