@@ -5,7 +5,8 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -68,12 +69,17 @@ def audit_extend(records: Sequence[tuple[str, str, str, Mapping]], *, now: datet
 
     The same chain as one `audit_append` per record, in three statements for any number of them.
     """
+    return _extend([(kind, actor, subject, body, now) for kind, actor, subject, body in records])
+
+
+def _extend(records: Sequence[tuple[str, str, str, Mapping, datetime]]) -> list[AuditRecord]:
+    """Append (kind, actor, subject, body, ts) records in order under one lock of the head."""
     # No savepoint inside a caller's transaction: a failed append must undo the caller's work too.
     with transaction.atomic(savepoint=False):
         head = _head_locked()
         rows, seq, last = [], head.seq, head.hash
-        for kind, actor, subject, body in records:
-            entry = next_entry(prev_seq=seq, prev_hash=last, ts=now, kind=kind, actor=actor, subject=subject,
+        for kind, actor, subject, body, ts in records:
+            entry = next_entry(prev_seq=seq, prev_hash=last, ts=ts, kind=kind, actor=actor, subject=subject,
                                body=body)
             rows.append(AuditRecord(seq=entry.seq, ts=entry.ts, kind=entry.kind, actor=entry.actor,
                                     subject=entry.subject, body=entry.body, prev_hash=entry.prev_hash,
@@ -83,6 +89,34 @@ def audit_extend(records: Sequence[tuple[str, str, str, Mapping]], *, now: datet
         head.seq, head.hash = seq, last
         head.save(update_fields=["seq", "hash"])
     return rows
+
+
+@dataclass
+class AuditBatch:
+    """Records of one transaction's changes, queued to be appended together (see `audit_batched`)."""
+
+    records: list[tuple[str, str, str, Mapping, datetime]] = field(default_factory=list)
+
+    def add(self, *, kind: str, actor: str, subject: str, body: Mapping, now: datetime) -> None:
+        """Queue one record; it is appended, after the ones queued before it, when the batch closes."""
+        self.records.append((kind, actor, subject, body, now))
+
+
+@contextmanager
+def audit_batched() -> Iterator[AuditBatch]:
+    """Open inside a transaction; on leaving it normally, append every queued record with one head lock.
+
+    The records reach the chain in the transaction of the changes they describe, before it
+    commits: nothing is committed un-audited, and an exception drops the queue with the rollback.
+    Records queued inside a savepoint that is rolled back while the block goes on would survive
+    it, so queue only from code that lets its exceptions propagate out of the block.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("audit_batched() needs an open transaction")
+    batch = AuditBatch()
+    yield batch
+    if batch.records:
+        _extend(batch.records)
 
 
 def audit_entries() -> Iterator[AuditEntry]:

@@ -8,9 +8,10 @@ from decimal import Decimal
 
 from analytics.selectors import bars_remembered
 from dashboard.events import broadcast_on_commit, events_batched
+from decisions.models import TradingConfig
 from decisions.selectors import trading_config_get
 from decisions.services import decision_run
-from execution.selectors import closes_remembered, last_close, positions_open
+from execution.selectors import balance_refresh, balance_writes_noted, closes_remembered, last_close, positions_open
 from execution.paper_venue import paper_funding_apply
 from execution.services import account_ensure, broker_for, equity_record, paper_entries_work, positions_check_exits
 from market.models import Instrument
@@ -39,12 +40,13 @@ def is_decision_time(now: datetime, interval_minutes: int) -> bool:
 
 def cycle_run(*, now: datetime, decide: bool = True, account_name: str = "paper") -> CycleResult:
     """Run exits for every active instrument, then decisions when asked, then record equity."""
-    with closes_remembered(), bars_remembered(), events_batched():
-        return _cycle(now, decide, account_name)
+    with bars_remembered(), balance_writes_noted(), events_batched():
+        config = trading_config_get()
+        with closes_remembered(timeframe=config.decision_timeframe):
+            return _cycle(now, decide, account_name, config)
 
 
-def _cycle(now: datetime, decide: bool, account_name: str) -> CycleResult:
-    config = trading_config_get()
+def _cycle(now: datetime, decide: bool, account_name: str, config: TradingConfig) -> CycleResult:
     account = account_ensure(name=account_name)
     broker = broker_for(account, config, now=now)
     decisions = exits = 0
@@ -58,7 +60,7 @@ def _cycle(now: datetime, decide: bool, account_name: str) -> CycleResult:
                                                config=config) is not None:
             exits += 1
         # Exits booked PnL into the balance: the decision sizes from the equity after them, not before.
-        account.refresh_from_db()
+        balance_refresh(account)
         if decide and decision_run(instrument=instrument, now=now, account=account, config=config) is not None:
             decisions += 1
         price = last_close(instrument=instrument, now=now)

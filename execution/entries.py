@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Callable
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, NullIf
 
 from dashboard.events import broadcast_on_commit
 from decisions.models import Decision, TradingConfig
@@ -26,13 +27,15 @@ from execution.models import Account, Fill, Order, Position
 from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
 from execution.order_states import OrderState
 from execution.trail import trail_distance  # noqa: F401  (moved to the core; callers import it here)
-from execution.orders import audit_order, order_apply_venue, order_create_pending, order_place, order_send
+from execution.orders import audit_order, audit_order_id, order_apply_venue, order_create_pending, order_place, order_send
+from execution.selectors import balance_written
 from market.models import Instrument
 
 logger = logging.getLogger(__name__)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 LIMIT_TYPES = ("limit", "limit_maker")     # limit_maker: post-only (Binance GTX), what the chase sends
 PriceOf = Callable[[Instrument], "Decimal | None"]
+LiquidationOf = Callable[[Position], "Decimal | None"]
 
 
 def precision_of(instrument: Instrument) -> Precision:
@@ -56,11 +59,11 @@ def chase_policy(config: TradingConfig) -> ChasePolicy:
 
 
 def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: datetime,
-                 reference_price: Decimal, order_type: str = "market") -> Order:
+                 reference_price: Decimal, order_type: str = "market", config: TradingConfig | None = None) -> Order:
     """Persist and send the decision's first entry order; an existing one is returned, not re-sent.
 
     `order_type` "limit" rests a post-only limit ("limit_maker", Binance GTX) one tick on our side
-    of `reference_price`.
+    of `reference_price`. `config` is the caller's configuration of this cycle (read when not given).
     """
     instrument, side = decision.instrument, _side(decision)
     limit = order_type in LIMIT_TYPES
@@ -69,7 +72,7 @@ def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: d
                          "limit_maker" if limit else order_type, decision.quantity, price=price)
     intent = apply_precision(intent, precision_of(instrument), reference_price)
     order, created = order_create_pending(account=account, instrument=instrument, intent=intent,
-                                          decision=decision, now=now)
+                                          decision=decision, now=now, config=config)
     if not created:
         logger.info("intent %s already sent; not sending again", intent.client_order_id)
         return order
@@ -91,6 +94,18 @@ def _entry_fills(decision: Decision, account: Account):
     return Fill.objects.filter(order__decision=decision, order__account=account, order__leg__startswith="entry")
 
 
+def _entry_orders_filled(decision: Decision, account: Account) -> tuple[str | None, list[tuple]]:
+    """Return (the client id of the decision's last entry order, (quantity, price, fee) of each entry fill).
+
+    One read of the orders with their fills joined (an order without fills gives one empty row);
+    the fills come newest first, as Fill orders them.
+    """
+    rows = list(entry_orders(decision, account).values_list(
+        "client_order_id", "fills__ts", "fills__quantity", "fills__price", "fills__fee_usdt"))
+    fills = sorted(((ts, q, p, f) for _, ts, q, p, f in rows if ts is not None), key=lambda r: r[0], reverse=True)
+    return (rows[-1][0] if rows else None), [(q, p, f) for _, q, p, f in fills]
+
+
 def _exit_fees(position: Position) -> Decimal:
     fees = Fill.objects.filter(order__account=position.account_id, order__instrument=position.instrument_id,
                                order__reduce_only=True, ts__gte=position.opened_at).aggregate(f=Sum("fee_usdt"))
@@ -104,31 +119,51 @@ def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:
             "trail_distance": trail_distance(decision, trail_atr_multiple)}
 
 
-def _open(decision: Decision, account: Account, quantity: Decimal, price: Decimal, fee: Decimal, now: datetime,
-          trail_atr_multiple: Decimal | None) -> Position:
+def _position_locked(decision: Decision, account: Account) -> tuple[Position | None, Position | None]:
+    """Lock and return (the decision's position, a position reconciliation adopted for it), each or None.
+
+    One locking read for both: the adopted one is an open position of the instrument and side
+    without a decision, opened since the decision's first entry order.
+    """
+    first_entry = entry_orders(decision, account).values("created_at")[:1]
+    adoptable = Q(instrument=decision.instrument_id, status=Position.Status.OPEN, decision__isnull=True,
+                  side=decision.action, opened_at__gte=Subquery(first_entry))
+    rows = list(Position.objects.select_for_update().filter(Q(decision=decision) | adoptable, account=account)
+                .order_by("pk"))
+    own = next((p for p in rows if p.decision_id == decision.pk), None)
+    adopted = next((p for p in rows if p.decision_id is None), None)
+    return own, adopted
+
+
+def _open(decision: Decision, account: Account, adopted: Position | None, quantity: Decimal, price: Decimal,
+          fee: Decimal, now: datetime, trail_atr_multiple: Decimal | None,
+          liquidation_of: LiquidationOf | None) -> Position:
     instrument = decision.instrument
-    first = entry_orders(decision, account).first()
-    adopted = Position.objects.select_for_update().filter(
-        account=account, instrument=instrument, status=Position.Status.OPEN, decision__isnull=True,
-        side=decision.action, opened_at__gte=first.created_at).first()
     if adopted is not None:
         # Reconciliation found the venue's position first and adopted it with an emergency stop; it is
         # this decision's trade: take over its planned stop and targets (the protection round replaces the stop).
         for field, value in _levels(decision, trail_atr_multiple).items():
             setattr(adopted, field, value)
+        if liquidation_of is not None:
+            adopted.liquidation_price = liquidation_of(adopted)
         adopted.save()
         logger.info("position %s adopted by reconciliation is decision %s's entry", adopted.pk, decision.pk)
         return adopted
-    position = Position.objects.create(
+    position = Position(
         account=account, instrument=instrument, side=decision.action, open_key=instrument.pk,
         quantity=quantity, initial_quantity=quantity, entry_price=price, opened_at=now, fees_usdt=fee,
         realized_pnl_usdt=-fee, **_levels(decision, trail_atr_multiple))
+    if liquidation_of is not None:
+        position.liquidation_price = liquidation_of(position)
+    position.save(force_insert=True)
     # F(): another cycle may have booked a close since `account` was read.
     Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
+    balance_written(account.pk)
     return position
 
 
-def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal) -> bool:
+def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal,
+          liquidation_of: LiquidationOf | None) -> bool:
     if position.status != Position.Status.OPEN or quantity <= (position.initial_quantity or position.quantity):
         return False
     added = quantity - (position.initial_quantity or position.quantity)
@@ -137,36 +172,41 @@ def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal) -
     position.initial_quantity, position.entry_price = quantity, price
     position.fees_usdt += fee_added
     position.realized_pnl_usdt -= fee_added
+    if liquidation_of is not None:
+        position.liquidation_price = liquidation_of(position)
     position.save()
     Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") - fee_added)
+    balance_written(position.account_id)
     return True
 
 
 def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
-                        trail_atr_multiple: Decimal | None = None) -> tuple[Position | None, str]:
+                        trail_atr_multiple: Decimal | None = None,
+                        liquidation_of: LiquidationOf | None = None) -> tuple[Position | None, str]:
     """Open or grow the decision's position to what its entry orders filled; return it and what changed.
 
     The change is "opened", "grown" or "" (nothing to do). Entry fees are booked on the position.
+    `liquidation_of(position)` gives an opened or grown position its liquidation price (paper) in
+    the same write.
     """
-    totals = _entry_fills(decision, account).aggregate(quantity=Sum("quantity"), fee=Sum("fee_usdt"))
-    quantity = totals["quantity"] or Decimal(0)
+    last_entry, fills = _entry_orders_filled(decision, account)
+    quantity = sum((q for q, _, _ in fills), Decimal(0))
     if quantity <= 0:
         return None, ""
-    price = sum((q * p for q, p in _entry_fills(decision, account).values_list("quantity", "price")),
-                Decimal(0)) / quantity
-    fee = totals["fee"] or Decimal(0)
+    price = sum((q * p for q, p, _ in fills), Decimal(0)) / quantity
+    fee = sum((f for _, _, f in fills), Decimal(0))
     from execution.services import position_payload  # services imports this module
     try:
         with transaction.atomic():
-            position = Position.objects.select_for_update().filter(decision=decision, account=account).first()
+            position, adopted = _position_locked(decision, account)
             if position is None:
-                position, change = _open(decision, account, quantity, price, fee, now, trail_atr_multiple), "opened"
+                position, change = _open(decision, account, adopted, quantity, price, fee, now, trail_atr_multiple,
+                                         liquidation_of), "opened"
             else:
-                change = "grown" if _grow(position, quantity, price, fee) else ""
+                change = "grown" if _grow(position, quantity, price, fee, liquidation_of) else ""
             if change:
-                audit_order(entry_orders(decision, account).last(), now,
-                            {"action": f"position_{change}", "position": position.pk, "quantity": position.quantity,
-                             "entry_price": position.entry_price})
+                audit_order_id(last_entry, now, {"action": f"position_{change}", "position": position.pk,
+                                                 "quantity": position.quantity, "entry_price": position.entry_price})
                 broadcast_on_commit("position", position_payload(position))
     except IntegrityError:
         # Another open position on the instrument (one per account and instrument): not this decision's.
@@ -282,14 +322,18 @@ def entries_to_sync(account: Account):
     """Return the decisions whose entry fills the books' position does not reflect yet."""
     # Closed trades are done: leaving them out keeps this per-tick query to the open and the unbooked ones.
     closed = Position.objects.filter(account=account, status=Position.Status.CLOSED, decision__isnull=False)
+    # The decision's position (status and entry quantity) in the same read: one query a tick, not one per trade.
+    position = Position.objects.filter(account=account, decision=OuterRef("decision")).order_by("pk")
+    booked = Coalesce(NullIf("initial_quantity", Decimal(0)), "quantity")
     filled = (Order.objects.filter(account=account, leg__startswith="entry", decision__isnull=False,
                                    filled_quantity__gt=0)
               .exclude(decision__in=closed.values("decision"))
-              .values("decision").annotate(quantity=Sum("filled_quantity")))
+              .values("decision").annotate(quantity=Sum("filled_quantity"),
+                                           position_status=Subquery(position.values("status")[:1]),
+                                           position_quantity=Subquery(position.values(q=booked)[:1])))
     out = []
     for row in filled:
-        position = Position.objects.filter(account=account, decision=row["decision"]).first()
-        if position is None or (position.status == Position.Status.OPEN
-                                and row["quantity"] > (position.initial_quantity or position.quantity)):
+        if row["position_status"] is None or (row["position_status"] == Position.Status.OPEN
+                                              and row["quantity"] > row["position_quantity"]):
             out.append(Decision.objects.select_related("instrument", "snapshot").get(pk=row["decision"]))
     return out

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 
 from analytics.services import ms_to_datetime
 from dashboard.events import broadcast_on_commit
-from decisions.audit_services import ENGINE, audit_append
-from decisions.models import AuditRecord, Decision
+from decisions.audit_services import ENGINE, AuditBatch, audit_append
+from decisions.models import AuditRecord, Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import (Broker, DuplicateClientId, ExecutionReport, FillReport, OrderNotFound,
                                     UnknownOutcome, VenueOrder)
@@ -40,10 +40,18 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def audit_order(order: Order, now: datetime, body: dict) -> None:
-    """Append one order action to the audit chain (inside the caller's transaction)."""
-    audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"order:{order.client_order_id}",
-                 body=body, now=now)
+def audit_order(order: Order, now: datetime, body: dict, batch: AuditBatch | None = None) -> None:
+    """Append one order action to the audit chain (inside the caller's transaction), or queue it in `batch`."""
+    audit_order_id(order.client_order_id, now, body, batch)
+
+
+def audit_order_id(client_order_id: str, now: datetime, body: dict, batch: AuditBatch | None = None) -> None:
+    """Append (or queue in `batch`) one action of the order with `client_order_id` to the audit chain."""
+    subject = f"order:{client_order_id}"
+    if batch is not None:
+        batch.add(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=subject, body=body, now=now)
+    else:
+        audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=subject, body=body, now=now)
 
 
 def order_payload(order: Order) -> dict:
@@ -67,61 +75,106 @@ def intent_of(order: Order) -> OrderIntent:
 
 
 def order_create_pending(*, account: Account, instrument: Instrument, intent: OrderIntent,
-                         decision: Decision | None, now: datetime) -> tuple[Order, bool]:
-    """Persist the order before it is sent; return (order, created). A known intent is not re-sent."""
+                         decision: Decision | None, now: datetime, config: TradingConfig | None = None,
+                         decision_id: int | None = None, audit: AuditBatch | None = None) -> tuple[Order, bool]:
+    """Persist the order before it is sent; return (order, created). A known intent is not re-sent.
+
+    `config` is the caller's configuration of this cycle (read here when not given); `decision_id`
+    stands for `decision` when the caller holds only the id. With `audit`, the "created" record is
+    queued there (the caller's transaction appends it) instead of appended at once.
+    """
+    linked = {"decision": decision} if decision is not None else {"decision_id": decision_id}
+    decision_id = decision.pk if decision is not None else decision_id
+    version = (config or trading_config_get()).version
     try:
         with transaction.atomic():
             order = Order.objects.create(
-                account=account, instrument=instrument, decision=decision,
+                account=account, instrument=instrument, **linked,
                 client_order_id=intent.client_order_id, intent_id=intent.intent_id, leg=intent.leg,
                 side=intent.side, type=intent.type, quantity=intent.quantity, price=intent.price,
                 trigger_price=intent.trigger_price, reduce_only=intent.reduce_only,
                 conditional=intent.type not in ("market", "limit", "limit_maker"),
                 status=Order.Status.SUBMITTED, created_at=now, updated_at=now,
-                config_version=trading_config_get().version,
+                config_version=version,
             )
-            audit_order(order, now, {"action": "created", "decision": decision.pk if decision else None,
+            audit_order(order, now, {"action": "created", "decision": decision_id,
                                      "intent_id": intent.intent_id, "leg": intent.leg, "side": intent.side,
                                      "type": intent.type, "quantity": intent.quantity, "price": intent.price,
                                      "trigger_price": intent.trigger_price, "reduce_only": intent.reduce_only,
-                                     "config_version": order.config_version})
+                                     "config_version": order.config_version}, audit)
         return order, True
     except IntegrityError:  # the unique client id: another worker (or an earlier run) has it
         return Order.objects.get(client_order_id=intent.client_order_id), False
 
 
-def _move(order: Order, target: str, now: datetime) -> bool:
+def _move(order: Order, target: str, now: datetime, audit: AuditBatch | None = None) -> bool:
     """Move `order` to `target` if the state machine allows; log and keep the old state if not."""
     try:
         order.status = transition(order.status, target).value
     except IllegalTransition as exc:
         logger.warning("order %s: %s; kept %s", order.client_order_id, exc, order.status)
-        audit_order(order, now, {"action": "illegal_transition", "from": order.status, "to": target})
+        audit_order(order, now, {"action": "illegal_transition", "from": order.status, "to": target}, audit)
         return False
     return True
 
 
-def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[str]:
-    """Store fills not booked yet (by order and trade id); return the trade ids added."""
+def _fill_row(order: Order, fill: FillReport) -> Fill:
+    return Fill(order=order, trade_id=fill.trade_id, ts=ms_to_datetime(fill.ts_ms), price=fill.price,
+                quantity=fill.quantity, fee_usdt=fill.fee_usdt, liquidity=fill.liquidity)
+
+
+def _fills_insert(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[Fill] | None:
+    """Insert every fill in one statement and return the rows; None when one of them was booked already."""
+    rows = [_fill_row(order, fill) for fill in fills]
+    try:
+        with transaction.atomic():      # a savepoint: a conflict must not break the caller's transaction
+            Fill.objects.bulk_create(rows)
+    except IntegrityError:              # the unique (order, trade id): someone booked one of them first
+        return None
+    return rows
+
+
+def _fills_insert_each(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[Fill]:
+    """Insert the fills not booked yet, one by one (by order and trade id); return the rows added."""
     added = []
     for fill in fills:
         row, created = Fill.objects.get_or_create(order=order, trade_id=fill.trade_id, defaults={
             "ts": ms_to_datetime(fill.ts_ms), "price": fill.price, "quantity": fill.quantity,
             "fee_usdt": fill.fee_usdt, "liquidity": fill.liquidity})
         if created:
-            added.append(fill.trade_id)
-            broadcast_on_commit("fill", fill_payload(row, order))
-            crash_point("fill.booked", order.leg)
-    totals = order.fills.aggregate(quantity=Sum("quantity"))
-    filled = totals["quantity"] or Decimal(0)
-    if filled:
-        notional = sum((f.quantity * f.price for f in order.fills.all()), Decimal(0))
-        order.filled_quantity, order.average_price = filled, notional / filled
+            added.append(row)
     return added
 
 
-def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) -> Order:
-    """Record the venue's answer to a send: state, fills (each once) and average price."""
+def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[str]:
+    """Store fills not booked yet (by order and trade id); return the trade ids added.
+
+    An order with nothing filled in the books (a fresh one) gets its fills in one insert; should
+    one exist after all, or the order has fills, each is looked up first. The order's filled
+    quantity and average price then come from one read of all its fills.
+    """
+    added = None
+    if fills and not order.filled_quantity:
+        added = _fills_insert(order, fills)
+    if added is None:
+        added = _fills_insert_each(order, fills)
+    for row in added:
+        broadcast_on_commit("fill", fill_payload(row, order))
+        crash_point("fill.booked", order.leg)
+    booked = list(order.fills.values_list("quantity", "price"))
+    filled = sum((quantity for quantity, _ in booked), Decimal(0))
+    if filled:
+        notional = sum((quantity * price for quantity, price in booked), Decimal(0))
+        order.filled_quantity, order.average_price = filled, notional / filled
+    return [row.trade_id for row in added]
+
+
+def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime,
+                       audit: AuditBatch | None = None) -> Order:
+    """Record the venue's answer to a send: state, fills (each once) and average price.
+
+    With `audit`, its records are queued there for the caller's transaction to append.
+    """
     with transaction.atomic():
         order.exchange_order_id = report.exchange_order_id or order.exchange_order_id
         order.updated_at = now
@@ -131,13 +184,13 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime) 
             target = "filled" if order.filled_quantity >= order.quantity else "partially_filled"
         if target == "rejected":
             order.reject_reason = report.reason[:255]
-        _move(order, target, now)
+        _move(order, target, now, audit)
         order.acknowledged = order.acknowledged or order.status not in ("submitted", "unknown", "rejected")
         order.save()
         audit_order(order, now, {"action": "report", "status": order.status,
                                  "exchange_order_id": order.exchange_order_id,
                                  "filled_quantity": order.filled_quantity, "average_price": order.average_price,
-                                 "reject_reason": order.reject_reason, "trade_ids": added})
+                                 "reject_reason": order.reject_reason, "trade_ids": added}, audit)
         broadcast_on_commit("order", order_payload(order))
         crash_point("order.saved", order.leg)
     return order

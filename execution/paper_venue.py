@@ -31,7 +31,7 @@ from execution.models import Account, Fill, FundingPayment, Order, Position
 from execution.oms import OrderIntent, OrderRejected
 from execution.order_states import VENUE_STATES, OrderState
 from execution.orders import order_apply_report
-from execution.selectors import last_close
+from execution.selectors import balance_written, last_close
 from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
 from market.timeframes import TIMEFRAME_MS
 
@@ -190,15 +190,18 @@ def _closed_bars(instrument: Instrument, since: datetime, now: datetime, *, stri
                  fields: tuple[str, ...]) -> tuple[int, list[tuple]]:
     """Return (bar length ms, rows) of the finest stored bars opened from `since` and closed by `now`."""
     start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
+    # Every timeframe in one read, each bounded by its own close: the finest stored one usually
+    # has the one bar since the last check, the coarser ones a fraction of a bar each.
+    closed = Q()
     for timeframe in BAR_TIMEFRAMES:
-        step = TIMEFRAME_MS[timeframe]
-        # The rows themselves, not exists() and then the rows: the finest stored timeframe usually
-        # has the one bar since the last check, and an absent one reads as nothing either way.
-        rows = list(Candle.objects.filter(instrument=instrument, timeframe=timeframe,
-                                          open_time__lte=now - timedelta(milliseconds=step), **start)
-                    .order_by("open_time").values_list(*fields))
-        if rows:
-            return step, rows
+        closed |= Q(timeframe=timeframe, open_time__lte=now - timedelta(milliseconds=TIMEFRAME_MS[timeframe]))
+    by_timeframe: dict[str, list[tuple]] = {}
+    for timeframe, *row in (Candle.objects.filter(closed, instrument=instrument, **start)
+                            .order_by("open_time").values_list("timeframe", *fields)):
+        by_timeframe.setdefault(timeframe, []).append(tuple(row))
+    for timeframe in BAR_TIMEFRAMES:
+        if timeframe in by_timeframe:
+            return TIMEFRAME_MS[timeframe], by_timeframe[timeframe]
     return 0, []
 
 
@@ -313,6 +316,7 @@ def paper_funding_settle(*, position: Position, at: datetime) -> FundingPayment 
             Position.objects.filter(pk=position.pk).update(funding_usdt=F("funding_usdt") + amount,
                                                            realized_pnl_usdt=F("realized_pnl_usdt") + amount)
             Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + amount)
+            balance_written(position.account_id)
     except IntegrityError:
         return None     # booked already, by an earlier run or another worker
     position.refresh_from_db(fields=["funding_usdt", "realized_pnl_usdt"])
@@ -334,10 +338,13 @@ def paper_funding_apply(*, account: Account, now: datetime,
     if positions is None:
         positions = Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument")
     for position in positions:
+        due = funding_times(_ms(position.opened_at), _ms(now))
+        if not due:     # no settlement since it opened: nothing to look up (most trades last hours)
+            continue
         booked_ts = FundingPayment.objects.filter(account=account, instrument=position.instrument,
                                                   ts__gt=position.opened_at).values_list("ts", flat=True)
         done = {_ms(ts) for ts in booked_ts}
-        for at_ms in funding_times(_ms(position.opened_at), _ms(now)):
+        for at_ms in due:
             if at_ms not in done:
                 payment = paper_funding_settle(position=position, at=ms_to_datetime(at_ms))
                 booked += [payment] if payment is not None else []

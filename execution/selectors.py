@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -28,18 +29,27 @@ def position_get_open(*, account: Account, instrument: Instrument) -> Position |
     return Position.objects.filter(account=account, instrument=instrument, status=Position.Status.OPEN).first()
 
 
-# (instrument id, now) -> last_close's answer, inside closes_remembered() only.
-_closes: ContextVar[dict | None] = ContextVar("closes", default=None)
+@dataclass
+class _Closes:
+    """One cycle's last_close answers ({(instrument id, now): answer}) and the timeframe to try first."""
+
+    answers: dict = field(default_factory=dict)
+    timeframe: str | None = None
+
+
+_closes: ContextVar[_Closes | None] = ContextVar("closes", default=None)
 
 
 @contextmanager
-def closes_remembered() -> Iterator[None]:
+def closes_remembered(*, timeframe: str | None = None) -> Iterator[None]:
     """Inside the block, last_close reads each (instrument, now) once.
 
     For one engine cycle: its exits, decision, equity point and header price all mark at the same
-    `now`, and bars that closed by `now` do not change while the cycle runs.
+    `now`, and bars that closed by `now` do not change while the cycle runs. `timeframe` (the
+    cycle's decision timeframe) is asked first: when its bar closing at `now` is stored, no bar of
+    any timeframe can be fresher, and one read answers.
     """
-    token = _closes.set({})
+    token = _closes.set(_Closes(timeframe=timeframe))
     try:
         yield
     finally:
@@ -52,9 +62,23 @@ def last_close(*, instrument: Instrument, now: datetime) -> tuple[Decimal, datet
     if memo is None:
         return _last_close(instrument, now)
     key = (instrument.pk, now)
-    if key not in memo:
-        memo[key] = _last_close(instrument, now)
-    return memo[key]
+    if key not in memo.answers:
+        found = _close_at(instrument, now, memo.timeframe) if memo.timeframe else None
+        memo.answers[key] = found if found is not None else _last_close(instrument, now)
+    return memo.answers[key]
+
+
+def _close_at(instrument: Instrument, now: datetime, timeframe: str) -> tuple[Decimal, datetime] | None:
+    """Return (close, now) of the `timeframe` bar that closes exactly at `now`, or None."""
+    step_ms = timeframe_ms(timeframe)
+    if int(now.timestamp() * 1000) % step_ms:     # `now` is no boundary of this timeframe
+        return None
+    # order_by(): the default ordering would join the instrument for a row the unique key finds.
+    close = next(iter(Candle.objects.filter(instrument=instrument, timeframe=timeframe,
+                                            open_time=now - timedelta(milliseconds=step_ms))
+                      .order_by().values_list("close", flat=True)[:1]), None)
+    # Nothing closes later than `now`: a bar of another timeframe closing then too is a tie.
+    return (close, now) if close is not None else None
 
 
 def _last_close(instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
@@ -71,6 +95,40 @@ def _last_close(instrument: Instrument, now: datetime) -> tuple[Decimal, datetim
         if row is not None and (best is None or row[1] + step > best[1]):
             best = (row[0], row[1] + step)
     return best
+
+
+# Ids of the accounts whose balance was written since they were last read, inside balance_writes_noted() only.
+_balance_written: ContextVar[set[int] | None] = ContextVar("balance_written", default=None)
+
+
+@contextmanager
+def balance_writes_noted() -> Iterator[None]:
+    """Inside the block, balance_refresh re-reads an account only after a noted write of its balance.
+
+    For one engine cycle, whose account row was read at its start: the cycle's own writes of the
+    balance (fees, exits, funding) call balance_written, and most cycles write none.
+    """
+    token = _balance_written.set(set())
+    try:
+        yield
+    finally:
+        _balance_written.reset(token)
+
+
+def balance_written(account_id: int) -> None:
+    """Note that the stored balance of `account_id` changed (call after every write of it)."""
+    written = _balance_written.get()
+    if written is not None:
+        written.add(account_id)
+
+
+def balance_refresh(account: Account) -> None:
+    """Re-read `account`'s balance, unless inside balance_writes_noted() nothing wrote it since."""
+    written = _balance_written.get()
+    if written is None or account.pk in written:
+        account.refresh_from_db(fields=["balance_usdt"])
+        if written is not None:
+            written.discard(account.pk)
 
 
 def positions_open(account: Account) -> list[Position]:

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from dashboard.events import broadcast_on_commit
+from decisions.audit_services import audit_batched
 from decisions.models import Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
@@ -25,7 +26,7 @@ from execution.paper_venue import (BOOK_STATES, PaperVenue, paper_exit_bars, pap
 from execution.oms import OrderIntent, make_intent_id
 from execution.order_states import OrderState
 from execution.protective import protection_place
-from execution.selectors import equity_now, last_close, position_get_open, unrealized_pnl
+from execution.selectors import balance_written, equity_now, last_close, position_get_open, unrealized_pnl
 from market.models import Instrument
 from tradingbot.upsert import row_upsert
 
@@ -70,7 +71,8 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     caller's configuration of this cycle (read here when not given).
     """
     order = entry_submit(decision=decision, account=account, broker=broker, now=now,
-                         reference_price=reference_price or decision.entry_price, order_type=order_type)
+                         reference_price=reference_price or decision.entry_price, order_type=order_type,
+                         config=config)
     position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
                                   trail_atr_multiple=trail_atr_multiple, config=config)
     if position is None:
@@ -90,12 +92,13 @@ def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: dat
                trail_atr_multiple: Decimal | None = None,
                config: TradingConfig | None = None) -> tuple[Position | None, str]:
     """Open or grow the decision's position from its entry fills; a paper one gets its liquidation price."""
-    position, change = entry_position_sync(decision=decision, account=account, now=now,
-                                           trail_atr_multiple=trail_atr_multiple)
-    if change and getattr(broker, "simulates_exits", False):
-        position.liquidation_price = position_liquidation_price(position, account, config or trading_config_get())
-        position.save(update_fields=["liquidation_price"])
-    return position, change
+    def liquidation_of(position: Position) -> Decimal | None:
+        return position_liquidation_price(position, account, config or trading_config_get())
+
+    # Set in the position's own write: no second update, and never a paper position without it.
+    simulated = getattr(broker, "simulates_exits", False)
+    return entry_position_sync(decision=decision, account=account, now=now, trail_atr_multiple=trail_atr_multiple,
+                               liquidation_of=liquidation_of if simulated else None)
 
 
 def _limit_work_waiting(account: Account, instrument: Instrument, now: datetime, config: TradingConfig) -> bool:
@@ -195,15 +198,20 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
     side = "sell" if position.side == "LONG" else "buy"
     intent = OrderIntent(make_intent_id("exit", position.pk), exit_.leg, position.instrument.symbol, side,
                          "market", exit_.quantity, reduce_only=True)
-    order, created = order_create_pending(account=position.account, instrument=position.instrument,
-                                          intent=intent, decision=position.decision, now=now)
-    if not created:
-        return position
-    # A stop is a market order and slips; a take-profit is a resting limit and fills at its price.
-    report = broker.fill_at(intent, exit_.price, int(now.timestamp() * 1000), slip=exit_.reason == "stop",
-                            tick_size=position.instrument.tick_size)
-    with transaction.atomic():
-        order = order_apply_report(order=order, report=report, now=now)
+    config = config or trading_config_get()
+    # One transaction from the order to the booked PnL: the paper fill is a computation, not a venue
+    # call, so nothing needs committing before it, and a crash leaves the exit to the next check
+    # (never an order without its position change). Its three audit records go in together.
+    with transaction.atomic(), audit_batched() as audit:
+        order, created = order_create_pending(account=position.account, instrument=position.instrument,
+                                              intent=intent, decision=None, decision_id=position.decision_id,
+                                              now=now, config=config, audit=audit)
+        if not created:
+            return position
+        # A stop is a market order and slips; a take-profit is a resting limit and fills at its price.
+        report = broker.fill_at(intent, exit_.price, int(now.timestamp() * 1000), slip=exit_.reason == "stop",
+                                tick_size=position.instrument.tick_size)
+        order = order_apply_report(order=order, report=report, now=now, audit=audit)
         exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
         gross = position_pnl(position.side, order.filled_quantity, position.entry_price, order.average_price)
         position.quantity -= order.filled_quantity
@@ -212,7 +220,7 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
         if exit_.reason == "liquidation":
             # The venue keeps the rest of the isolated margin as its clearance fee.
             clearance = liquidation_clearance_fee(order.filled_quantity, order.average_price,
-                                                  (config or trading_config_get()).maintenance_margin_fraction)
+                                                  config.maintenance_margin_fraction)
             exit_fee += clearance
             position.fees_usdt += clearance
             position.realized_pnl_usdt -= clearance
@@ -222,10 +230,11 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
             position.exit_reason = {"stop": "stop", "liquidation": "liquidation"}.get(exit_.reason, "target")
         position.save()
         Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") + gross - exit_fee)
+        balance_written(position.account_id)
         _audit_order(order, now, {"action": "position_closed" if position.status == Position.Status.CLOSED
                                   else "position_reduced", "position": position.pk, "leg": exit_.leg,
                                   "quantity": order.filled_quantity, "exit_price": order.average_price,
-                                  "realized_pnl_usdt": position.realized_pnl_usdt})
+                                  "realized_pnl_usdt": position.realized_pnl_usdt}, audit)
         broadcast_on_commit("position", position_payload(position))
     return position
 
@@ -233,9 +242,12 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
 def equity_record(*, account: Account, now: datetime, positions: list[Position] | None = None) -> EquityPoint:
     """Store the account's equity at `now` and publish it.
 
-    `positions` are the account's open positions (with instruments) when the caller has read them.
+    `positions` are the account's open positions (with instruments) when the caller has read them. The
+    balance is always read again: a web process may have written it during the cycle (an approved
+    entry's fee, the kill switch closing a position), and a point without a close's realised PnL
+    would be a false drawdown that the drawdown gates read.
     """
-    account.refresh_from_db()
+    account.refresh_from_db(fields=["balance_usdt"])
     unrealized = unrealized_pnl(account=account, now=now, positions=positions).quantize(Decimal("0.00000001"))
     point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
                        values={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,
