@@ -10,12 +10,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connections
+from django.db.models import QuerySet
 
 from analytics.features.mtf import TIMEFRAMES
 from analytics.snapshot import Bars, Context
 from market.models import Candle, CandleSeries, Instrument, OrderBookSnapshot
 from market.resample import resample_columns
 from market.timeframes import timeframe_ms
+from tradingbot.compiled_reads import rows_compiled
 from tradingbot.union import rows_union_all
 
 # Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
@@ -152,7 +154,11 @@ def _revision(cycle: _CycleReads, instrument_id: int, timeframe: str, now: datet
 
 
 def _revisions_read(instrument_id: int) -> dict[str, int]:
-    return dict(CandleSeries.objects.filter(instrument_id=instrument_id).values_list("timeframe", "revision"))
+    return dict(rows_compiled("series revisions", CandleSeries, _revisions_query, instrument_id=instrument_id))
+
+
+def _revisions_query(*, instrument_id: int) -> QuerySet:
+    return CandleSeries.objects.filter(instrument_id=instrument_id).values_list("timeframe", "revision")
 
 
 def _series_update(instrument_id: int, revisions: dict[str, int], now: datetime) -> None:
@@ -173,21 +179,47 @@ def _series_update(instrument_id: int, revisions: dict[str, int], now: datetime)
             current[key[3]] = series
     if not current:
         return
-    parts = []
-    for timeframe, series in current.items():
-        rows = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe,
-                                     open_time__lte=now - timedelta(milliseconds=timeframe_ms(timeframe)))
-        if series.last is not None:
-            rows = rows.filter(open_time__gt=series.last)
-        parts.append(rows.order_by("-open_time")
-                     .values_list("timeframe", "open_time", "open", "high", "low", "close", "volume")[:series.depth])
     found: dict[str, list] = {timeframe: [] for timeframe in current}
-    for row in rows_union_all(parts):
+    for row in _updates_read(instrument_id, current, now):
         found[row[0]].append(row[1:])
     for timeframe, rows in found.items():
         if rows:
             _SERIES[_series_key(instrument_id, timeframe)] = _appended(
                 current[timeframe], sorted(rows, key=lambda r: r[0]), timeframe_ms(timeframe))
+
+
+def _updates_read(instrument_id: int, current: dict[str, _Series], now: datetime) -> list[tuple]:
+    """Return the bars of each series closed by `now` after its last cached one (at most its depth, newest first)."""
+    # The shape: each part's timeframe, depth and whether it has a last bar; the values bind the rest.
+    shape = tuple((timeframe, series.depth, series.last is not None) for timeframe, series in current.items())
+    bounds = [{"last_open": now - timedelta(milliseconds=timeframe_ms(timeframe)),
+               **({"after": series.last} if series.last is not None else {})}
+              for timeframe, series in current.items()]
+    if len(shape) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
+        values = {f"{name}_{k}": value for k, part in enumerate(bounds) for name, value in part.items()}
+        return rows_compiled(("bar updates", shape), Candle, lambda **v: _union(
+            [_update_part(v, k, timeframe, depth) for k, (timeframe, depth, _) in enumerate(shape)]),
+            instrument_id=instrument_id, **values)
+    # SQLite cannot limit the parts of a compound select: each part is its own read.
+    rows = []
+    for (timeframe, depth, has_last), part in zip(shape, bounds):
+        rows += rows_compiled(("bar update", timeframe, depth, has_last), Candle,
+                              lambda timeframe=timeframe, depth=depth, **v: _update_part(v, 0, timeframe, depth),
+                              instrument_id=instrument_id, **{f"{name}_0": value for name, value in part.items()})
+    return rows
+
+
+def _update_part(v: dict, k: int, timeframe: str, depth: int) -> QuerySet:
+    rows = Candle.objects.filter(instrument_id=v["instrument_id"], timeframe=timeframe,
+                                 open_time__lte=v[f"last_open_{k}"])
+    if f"after_{k}" in v:
+        rows = rows.filter(open_time__gt=v[f"after_{k}"])
+    return rows.order_by("-open_time").values_list("timeframe", "open_time", "open", "high", "low", "close",
+                                                   "volume")[:depth]
+
+
+def _union(parts: list[QuerySet]) -> QuerySet:
+    return parts[0].union(*parts[1:], all=True)
 
 
 def _appended(series: _Series, rows: list, step_ms: int) -> _Series:
@@ -304,9 +336,15 @@ def context_load(*, instrument: Instrument, timeframe: str, now: datetime, bars_
     structure = {tf: structure_bars_from(_last(stored[tf], STRUCTURE_BARS), tf, STRUCTURE_BARS,
                                          lambda n: bars_load(instrument=instrument, timeframe="1m", now=now, count=n))
                  for tf in structure_views}
-    book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - book_max_age)
-            .order_by("-ts").values_list("bids", "asks").first())
+    found = rows_compiled("latest book", OrderBookSnapshot, _book_query, instrument_id=instrument.pk, now=now,
+                          since=now - book_max_age)
+    book = found[0] if found else None
     if book is None:
         return Context(higher=higher, structure=structure)
     bids, asks = (np.array([[float(p), float(q)] for p, q in side], dtype=float).reshape(-1, 2) for side in book)
     return Context(higher=higher, structure=structure, book_bids=bids, book_asks=asks)
+
+
+def _book_query(*, instrument_id: int, now: datetime, since: datetime) -> QuerySet:
+    return (OrderBookSnapshot.objects.filter(instrument_id=instrument_id, ts__lte=now, ts__gte=since)
+            .order_by("-ts").values_list("bids", "asks")[:1])

@@ -24,15 +24,19 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def snapshot_record(*, instrument: Instrument, timeframe: str, snapshot: MarketSnapshot) -> Snapshot:
-    """Store the snapshot; a second call for the same bar replaces the first."""
+def snapshot_record(*, instrument: Instrument, timeframe: str, snapshot: MarketSnapshot,
+                    features: dict | None = None) -> Snapshot:
+    """Store the snapshot; a second call for the same bar replaces the first.
+
+    `features` is `snapshot.features()` when the caller has made it already (it is not cheap).
+    """
     return row_upsert(Snapshot, keys={"instrument": instrument, "timeframe": timeframe,
                                       "as_of": ms_to_datetime(snapshot.as_of_ms)}, values={
         "close": Decimal(repr(snapshot.close)),
         "atr": snapshot.atr,
         "trend": snapshot.trend,
         "momentum": snapshot.momentum,
-        "features": snapshot.features(),
+        "features": features if features is not None else snapshot.features(),
     })
 
 

@@ -70,7 +70,7 @@ STAGES = (
     ("execution.engine", "paper_entries_work", "exits: resting entries"),
     ("execution.engine", "positions_check_exits", "exits: stops and targets"),
     ("execution.engine", "decision_run", "decision_run"),
-    ("decisions.services", "decisions_expire", "  expire pending"),
+    ("decisions.services", "_pending_and_existing", "  due to expire, bar decided? (one read)"),
     ("decisions.services", "_bars", "  bars load"),
     ("decisions.services", "snapshot_build", "  snapshot"),
     ("decisions.services", "_flow", "  flow (stored)"),

@@ -6,9 +6,11 @@ audited with who did it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from dashboard.events import broadcast_on_commit
 from decisions import router
@@ -126,10 +128,20 @@ def decision_snooze(*, decision_id: int, actor: str, now: datetime, minutes: int
     return decision
 
 
-def decisions_expire(*, now: datetime) -> int:
-    """Mark every pending decision past its expiry as expired, audited; return how many."""
+def decisions_due(*, now: datetime) -> QuerySet:
+    """Return (pk, as_of) of the pending decisions past their expiry at `now`, unordered (a part of a combined read)."""
+    return (Decision.objects.filter(outcome=Decision.Outcome.PENDING, expires_at__lte=now).order_by()
+            .values_list("pk", "as_of"))
+
+
+def decisions_expire(*, now: datetime, due: Iterable[tuple[int, datetime]] | None = None) -> int:
+    """Mark every pending decision past its expiry as expired, audited; return how many.
+
+    `due` is what decisions_due(now=now) returns when the caller has read it; newest bar first.
+    """
     count = 0
-    for pk in Decision.objects.filter(outcome=Decision.Outcome.PENDING, expires_at__lte=now).values_list("pk", flat=True):
+    rows = decisions_due(now=now) if due is None else due
+    for pk, _ in sorted(rows, key=lambda row: (row[1], row[0]), reverse=True):
         with transaction.atomic():
             decision = Decision.objects.select_for_update().get(pk=pk)
             if decision.outcome == Decision.Outcome.PENDING:

@@ -4,11 +4,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from dashboard.events import broadcast_on_commit
 from decisions.audit_services import audit_append
 from decisions.models import AuditRecord, GateOverride, TradingConfig
 from decisions.risk.wall import GATE_ORDER
+from tradingbot.compiled_reads import rows_compiled
 
 MAX_OVERRIDE = timedelta(hours=24)
 
@@ -68,5 +70,10 @@ def gate_override_revoke(*, override: GateOverride, actor: str, now: datetime) -
 
 def gate_overrides_active(*, now: datetime) -> dict[str, str]:
     """Return {gate: note} of the overrides holding at `now`, e.g. "overridden by alice until 15:00 UTC"."""
-    rows = GateOverride.objects.filter(revoked_at__isnull=True, created_at__lte=now, until__gt=now).order_by("until")
-    return {o.gate: f"overridden by {o.created_by} until {o.until:%Y-%m-%d %H:%M} UTC ({o.reason})" for o in rows}
+    rows = rows_compiled("active gate overrides", GateOverride, _active_read, now=now)
+    return {gate: f"overridden by {by} until {until:%Y-%m-%d %H:%M} UTC ({reason})" for gate, by, until, reason in rows}
+
+
+def _active_read(*, now: datetime) -> QuerySet:
+    return (GateOverride.objects.filter(revoked_at__isnull=True, created_at__lte=now, until__gt=now)
+            .order_by("until").values_list("gate", "created_by", "until", "reason"))

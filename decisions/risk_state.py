@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import IntegerField, Max, Min, Q, Sum, Value
+from django.db.models import F, Func, IntegerField, QuerySet, Subquery, Value
 
 from analytics.services import ms_to_datetime
 from decisions.models import TradingConfig
@@ -13,8 +13,10 @@ from decisions.risk.wall import day_bounds, week_bounds
 from execution.models import Account, EquityPoint, Fill, Order, Position
 from execution.selectors import equity_now, positions_open
 from market.models import Candle, Instrument, OrderBookSnapshot
-from tradingbot.union import rows_union_all
+from tradingbot.compiled_reads import rows_compiled
 
+# One unit of the last decimal place of stored equity.
+EQUITY_UNIT = Decimal(1).scaleb(-EquityPoint._meta.get_field("equity_usdt").decimal_places)
 
 LIMIT_FIELDS = (
     "weekly_drawdown_fraction", "max_drawdown_fraction", "loss_streak", "sl_streak", "max_trades_per_day",
@@ -35,33 +37,80 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _equity_at(account: Account, moments: tuple[datetime, ...], fallback: Decimal) -> list[Decimal]:
-    """Return the equity of the last point at or before each moment (`fallback` before the first point).
-
-    One query for all of them where the database can limit a compound select's parts (MariaDB).
-    """
-    distinct = list(dict.fromkeys(moments))
-    parts = [EquityPoint.objects.filter(account=account, ts__lte=moment).order_by("-ts")
-             .annotate(moment=Value(k, output_field=IntegerField())).values_list("moment", "equity_usdt")[:1]
-             for k, moment in enumerate(distinct)]
-    found = dict(rows_union_all(parts))
-    return [found.get(distinct.index(moment), fallback) for moment in moments]
+def _one(rows: QuerySet, expression) -> Subquery:
+    """Return `expression` over `rows` (an aggregate such as MAX, or a column of a [:1] slice) as a scalar subquery."""
+    if isinstance(expression, str):
+        return Subquery(rows.values(expression))
+    return Subquery(rows.order_by().annotate(value=expression).values("value"))
 
 
-def _closed_trades(account: Account, since: datetime) -> tuple[ClosedTrade, ...]:
-    rows = (Position.objects.filter(account=account, status=Position.Status.CLOSED, closed_at__gte=since)
-            .select_related("instrument"))
-    return tuple(ClosedTrade(p.instrument.exchange_symbol, p.side, p.realized_pnl_usdt, p.exit_reason,
-                             _ms(p.opened_at), _ms(p.closed_at)) for p in rows)
+FACTS = ("peak", "day_low", "week_low", "day_start", "week_start", "last_fill", "spread_bps", "volume_24h_usdt")
 
 
-def _market_facts(instrument: Instrument, now: datetime) -> dict:
-    book = (OrderBookSnapshot.objects.filter(instrument=instrument, ts__lte=now, ts__gte=now - timedelta(minutes=2))
-            .order_by("-ts").values_list("spread_bps", flat=True).first())
-    volume = (Candle.objects.filter(instrument=instrument, timeframe="1h", open_time__gte=now - timedelta(hours=25),
-                                    open_time__lte=now - timedelta(hours=1))
-              .aggregate(total=Sum("quote_volume"))["total"])
-    return {"spread_bps": book, "volume_24h_usdt": volume}
+def _facts_read(*, account_id: int, instrument_id: int, now: datetime, day_start: datetime, week_start: datetime,
+                book_since: datetime, volume_from: datetime, volume_to: datetime) -> QuerySet:
+    points = EquityPoint.objects.filter(account_id=account_id)
+    facts = {
+        # The peak and both lows as the account's points have them.
+        "peak": _one(points.filter(ts__lte=now), Func(F("equity_usdt"), function="MAX")),
+        "day_low": _one(points.filter(ts__gte=day_start), Func(F("equity_usdt"), function="MIN")),
+        "week_low": _one(points.filter(ts__gte=week_start), Func(F("equity_usdt"), function="MIN")),
+        # The equity of the last point at or before each start.
+        "day_start": _one(points.filter(ts__lte=day_start).order_by("-ts")[:1], "equity_usdt"),
+        "week_start": _one(points.filter(ts__lte=week_start).order_by("-ts")[:1], "equity_usdt"),
+        "last_fill": _one(Fill.objects.filter(order__account_id=account_id, ts__lte=now),
+                          Func(F("ts"), function="MAX")),
+        "spread_bps": _one(OrderBookSnapshot.objects.filter(instrument_id=instrument_id, ts__lte=now,
+                                                            ts__gte=book_since).order_by("-ts")[:1], "spread_bps"),
+        "volume_24h_usdt": _one(Candle.objects.filter(instrument_id=instrument_id, timeframe="1h",
+                                                      open_time__gte=volume_from, open_time__lte=volume_to),
+                                Func(F("quote_volume"), function="SUM")),
+    }
+    return Account.objects.filter(pk=account_id).annotate(**facts).values_list(*FACTS)
+
+
+def _facts(account: Account, instrument: Instrument, now: datetime, day_start: datetime,
+           week_start: datetime) -> dict:
+    """Return the scalar facts of the account and the market at `now`, in one query (a subquery each)."""
+    row, = rows_compiled("risk facts", Account, _facts_read, account_id=account.pk, instrument_id=instrument.pk,
+                         now=now, day_start=day_start, week_start=week_start, book_since=now - timedelta(minutes=2),
+                         volume_from=now - timedelta(hours=25), volume_to=now - timedelta(hours=1))
+    return dict(zip(FACTS, row))
+
+
+def _as_stored(value: Decimal | None) -> Decimal | None:
+    # A column read outside a subquery comes at its scale on every database (SQLite returns floats
+    # that Django quantizes for a column, not for a subquery): keep the start equities as before.
+    return None if value is None else value.quantize(EQUITY_UNIT)
+
+
+# Both parts of the trades-and-orders read select a column of the same type in each place, so the
+# first part's columns convert the second's rows alike; a trade's unused places hold position columns.
+_TRADE_COLUMNS = ("instrument__exchange_symbol", "side", "exit_reason", "opened_at", "closed_at",
+                  "realized_pnl_usdt", "quantity", "entry_price", "stop_price")
+_ORDER_COLUMNS = ("client_order_id", "side", "type", "created_at", "created_at",
+                  "quantity", "average_price", "price", "trigger_price")
+
+
+def _trades_and_orders_read(*, account_id: int, since: datetime, orders_after: datetime, now: datetime) -> QuerySet:
+    trades = (Position.objects.filter(account_id=account_id, status=Position.Status.CLOSED, closed_at__gte=since)
+              .order_by().annotate(part=Value(0, output_field=IntegerField()))
+              .values_list("part", "pk", *_TRADE_COLUMNS))
+    orders = (Order.objects.filter(account_id=account_id, created_at__gt=orders_after, created_at__lte=now)
+              .order_by().annotate(part=Value(1, output_field=IntegerField()))
+              .values_list("part", "pk", *_ORDER_COLUMNS))
+    return trades.union(orders, all=True)
+
+
+def _trades_and_orders(account: Account, since: datetime, now: datetime,
+                       rate_window: timedelta) -> tuple[tuple[ClosedTrade, ...], tuple[RecentOrder, ...]]:
+    """Return the trades closed since `since` and the orders created in the rate window, in one query."""
+    rows = rows_compiled("closed trades and recent orders", Position, _trades_and_orders_read,
+                         account_id=account.pk, since=since, orders_after=now - rate_window, now=now)
+    closed = sorted((r for r in rows if r[0] == 0), key=lambda r: (r[6], r[1]))
+    recent = sorted((r for r in rows if r[0] == 1), key=lambda r: (r[5], r[1]), reverse=True)
+    return (tuple(ClosedTrade(r[2], r[3], r[7], r[4], _ms(r[5]), _ms(r[6])) for r in closed),
+            tuple(RecentOrder(_ms(r[5]), r[7] * (r[8] or r[9] or r[10] or Decimal(0))) for r in recent))
 
 
 def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, limits: RiskLimits,
@@ -75,26 +124,22 @@ def risk_state_load(*, account: Account, instrument: Instrument, now: datetime, 
         positions = positions_open(account)
     equity = equity if equity is not None else equity_now(account=account, now=now, positions=positions)
     day_start, week_start = (ms_to_datetime(day_bounds(now, limits)[0]), ms_to_datetime(week_bounds(now, limits)[0]))
-    # The peak and both lows in one pass over the account's points.
-    marks = EquityPoint.objects.filter(account=account).aggregate(
-        peak=Max("equity_usdt", filter=Q(ts__lte=now)), day_low=Min("equity_usdt", filter=Q(ts__gte=day_start)),
-        week_low=Min("equity_usdt", filter=Q(ts__gte=week_start)))
-    orders = Order.objects.filter(account=account, created_at__gt=now - timedelta(minutes=limits.rate_window_minutes),
-                                  created_at__lte=now)
-    last_fill = Fill.objects.filter(order__account=account, ts__lte=now).aggregate(last=Max("ts"))["last"]
-    day_start_equity, week_start_equity = _equity_at(account, (day_start, week_start), account.starting_balance_usdt)
+    facts = _facts(account, instrument, now, day_start, week_start)
+    closed_trades, recent_orders = _trades_and_orders(account, day_start, now,
+                                                      timedelta(minutes=limits.rate_window_minutes))
+    start_equity = account.starting_balance_usdt    # before the first point
     return RiskState(
         equity_now=equity,
-        day_start_equity=day_start_equity,
-        week_start_equity=week_start_equity,
-        peak_equity=max(marks["peak"] or equity, equity),
-        day_low_equity=marks["day_low"],
-        week_low_equity=marks["week_low"],
-        closed_trades=_closed_trades(account, day_start),
+        day_start_equity=_as_stored(facts["day_start"]) if facts["day_start"] is not None else start_equity,
+        week_start_equity=_as_stored(facts["week_start"]) if facts["week_start"] is not None else start_equity,
+        peak_equity=max(facts["peak"] or equity, equity),
+        day_low_equity=facts["day_low"],
+        week_low_equity=facts["week_low"],
+        closed_trades=closed_trades,
         open_positions=tuple(OpenPosition(p.instrument.exchange_symbol, p.side, _ms(p.opened_at)) for p in positions),
-        recent_orders=tuple(RecentOrder(_ms(o.created_at), o.quantity * (o.average_price or o.price or o.trigger_price
-                                                                          or Decimal(0))) for o in orders),
-        last_trade_ms=_ms(last_fill) if last_fill else None,
+        recent_orders=recent_orders,
+        last_trade_ms=_ms(facts["last_fill"]) if facts["last_fill"] else None,
         atr_percentile=atr_percentile,
-        **_market_facts(instrument, now),
+        spread_bps=facts["spread_bps"],
+        volume_24h_usdt=facts["volume_24h_usdt"],
     )

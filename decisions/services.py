@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import IntegerField, QuerySet, Value
 
 from analytics.selectors import bars_load, context_load
 from analytics.models import Flow, Snapshot
@@ -13,7 +14,7 @@ from analytics.services import flow_run, ms_to_datetime, snapshot_record
 from analytics.snapshot import MarketSnapshot, build_snapshot, min_bars
 from dashboard.events import broadcast_on_commit
 from decisions import pipeline, router
-from decisions.approvals import decisions_expire
+from decisions.approvals import decisions_due, decisions_expire
 from decisions.engine.calibration import Calibrator
 from decisions.engine.packet import Context as PacketContext
 from decisions.engine.packet import Packet, build_packet
@@ -33,6 +34,7 @@ from execution.reconciliation import trading_enabled
 from execution.selectors import account_name_for, equity_now, last_close, positions_open
 from market.coverage import SeriesGapError
 from market.models import Instrument
+from tradingbot.compiled_reads import rows_compiled
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +72,15 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account,
     `config` is the configuration the caller read for this cycle (read here when not given).
     """
     config = config if config is not None else trading_config_get()
-    decisions_expire(now=now)
     bars = _bars(instrument, config, now)
     if bars is None:
+        decisions_expire(now=now)
         return None
     as_of = ms_to_datetime(int(bars.open_time_ms[-1]) + bars.timeframe_ms)
-    existing = Decision.objects.filter(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of).first()
+    due, existing = _pending_and_existing(instrument, config.decision_timeframe, as_of, now)
+    decisions_expire(now=now, due=due)
     if existing is not None:
-        return existing
+        return Decision.objects.get(pk=existing)
     gap = None if config.allow_data_gaps else window_gap(instrument, config.decision_timeframe, bars)
     if gap is not None:
         return _decision_blocked_by_gap(instrument, config, as_of, gap, now)
@@ -100,12 +103,13 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account,
     mode, reason = bar.mode, bar.reason
     if bar.breaker_until_ms is not None:
         _trip_breaker(config, gates, now)
+    features = snapshot.features()      # stored and published: made once
     try:
         with transaction.atomic():
             decision = Decision.objects.create(
                 instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of,
                 snapshot=snapshot_record(instrument=instrument, timeframe=config.decision_timeframe,
-                                         snapshot=snapshot),
+                                         snapshot=snapshot, features=features),
                 action=signal.action, mode=mode, outcome=routed.outcome, approval=routed.approval,
                 entry_price=signal.entry_price, stop_price=signal.stop_price, target_price=signal.target_price,
                 quantity=(sizing.quantity or None) if sizing else None,
@@ -117,12 +121,33 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account,
             decision_audit(decision, now=now)
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
-    _publish(instrument, snapshot, flow)
+    _publish(instrument, snapshot, flow, features)
     if decision.outcome == Decision.Outcome.EXECUTED:
         decision_execute(decision=decision, config=config, now=now, account=account)
     broadcast_on_commit("decision", decision_payload(decision))
     broadcast_on_commit("gates", gates_payload(decision))
     return decision
+
+
+def _pending_and_existing_read(*, now: datetime, instrument_id: int, timeframe: str, as_of: datetime) -> QuerySet:
+    this_bar = Decision.objects.filter(instrument_id=instrument_id, timeframe=timeframe, as_of=as_of).order_by()
+    # The part a row came from is its first column: the bar's own decision can also be a due one.
+    return decisions_due(now=now).annotate(part=Value(0, output_field=IntegerField())).values_list(
+        "part", "pk", "as_of").union(this_bar.annotate(part=Value(1, output_field=IntegerField()))
+                                     .values_list("part", "pk", "as_of"), all=True)
+
+
+def _pending_and_existing(instrument: Instrument, timeframe: str, as_of: datetime,
+                          now: datetime) -> tuple[list[tuple[int, datetime]], int | None]:
+    """Return the pending decisions due to expire at `now` and the pk of the bar's decision if made, in one query."""
+    due, existing = [], None
+    for part, pk, when in rows_compiled("due and this bar's decisions", Decision, _pending_and_existing_read,
+                                        now=now, instrument_id=instrument.pk, timeframe=timeframe, as_of=as_of):
+        if part == 0:
+            due.append((pk, when))
+        else:
+            existing = pk
+    return due, existing
 
 
 def _packet_fields(packet: Packet, signal: Signal, sizing, as_of: datetime, config: TradingConfig) -> dict:
@@ -144,8 +169,12 @@ def _packet_fields(packet: Packet, signal: Signal, sizing, as_of: datetime, conf
 
 def calibrator_load(*, account: Account, limit: int = 500) -> Calibrator:
     """Return the calibrator fitted on the account's latest closed trades (confidence, won)."""
-    rows = (Position.objects.filter(account=account, status=Position.Status.CLOSED, decision__confidence__isnull=False)
-            .order_by("-closed_at").values_list("decision__confidence", "realized_pnl_usdt")[:limit])
+    def latest(*, account_id: int) -> QuerySet:
+        return (Position.objects.filter(account_id=account_id, status=Position.Status.CLOSED,
+                                        decision__confidence__isnull=False)
+                .order_by("-closed_at").values_list("decision__confidence", "realized_pnl_usdt")[:limit])
+
+    rows = rows_compiled(("calibration trades", limit), Position, latest, account_id=account.pk)
     return Calibrator.fit([(confidence, pnl > 0) for confidence, pnl in rows])
 
 
@@ -244,8 +273,10 @@ def analytics_record(*, instrument: Instrument, now: datetime) -> tuple[Snapshot
     return row, flow
 
 
-def _publish(instrument: Instrument, snapshot: MarketSnapshot, flow: Flow | None) -> None:
-    broadcast_on_commit("snapshot", {"instrument": str(instrument), **snapshot.features()})
+def _publish(instrument: Instrument, snapshot: MarketSnapshot, flow: Flow | None,
+             features: dict | None = None) -> None:
+    features = features if features is not None else snapshot.features()
+    broadcast_on_commit("snapshot", {"instrument": str(instrument), **features})
     if flow is not None:
         broadcast_on_commit("flow", flow_payload(flow))
 
