@@ -30,6 +30,7 @@ from execution.trail import trail_distance  # noqa: F401  (moved to the core; ca
 from execution.orders import audit_order, audit_order_id, order_apply_venue, order_create_pending, order_place, order_send
 from execution.selectors import balance_written
 from market.models import Instrument
+from tradingbot.compiled_reads import rows_compiled
 
 logger = logging.getLogger(__name__)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
@@ -320,20 +321,28 @@ def _refused_reprices(account: Account, now: datetime, config: TradingConfig) ->
 
 def entries_to_sync(account: Account):
     """Return the decisions whose entry fills the books' position does not reflect yet."""
-    # Closed trades are done: leaving them out keeps this per-tick query to the open and the unbooked ones.
-    closed = Position.objects.filter(account=account, status=Position.Status.CLOSED, decision__isnull=False)
-    # The decision's position (status and entry quantity) in the same read: one query a tick, not one per trade.
-    position = Position.objects.filter(account=account, decision=OuterRef("decision")).order_by("pk")
-    booked = Coalesce(NullIf("initial_quantity", Decimal(0)), "quantity")
-    filled = (Order.objects.filter(account=account, leg__startswith="entry", decision__isnull=False,
-                                   filled_quantity__gt=0)
-              .exclude(decision__in=closed.values("decision"))
-              .values("decision").annotate(quantity=Sum("filled_quantity"),
-                                           position_status=Subquery(position.values("status")[:1]),
-                                           position_quantity=Subquery(position.values(q=booked)[:1])))
     out = []
-    for row in filled:
-        if row["position_status"] is None or (row["position_status"] == Position.Status.OPEN
-                                              and row["quantity"] > row["position_quantity"]):
-            out.append(Decision.objects.select_related("instrument", "snapshot").get(pk=row["decision"]))
+    for decision_id, quantity, status, booked in rows_compiled("entries to sync", Order, _filled_entries_read,
+                                                               account_id=account.pk):
+        if status is None or (status == Position.Status.OPEN and quantity > booked):
+            out.append(Decision.objects.select_related("instrument", "snapshot").get(pk=decision_id))
     return out
+
+
+def _filled_entries_read(*, account_id: int):
+    """(decision, filled entry quantity, its position's status and booked entry quantity) per unbooked trade.
+
+    Read every engine cycle, compiled once (tradingbot.compiled_reads).
+    """
+    # Closed trades are done: leaving them out keeps this per-tick query to the open and the unbooked ones.
+    closed = Position.objects.filter(account_id=account_id, status=Position.Status.CLOSED, decision__isnull=False)
+    # The decision's position (status and entry quantity) in the same read: one query a tick, not one per trade.
+    position = Position.objects.filter(account_id=account_id, decision=OuterRef("decision")).order_by("pk")
+    booked = Coalesce(NullIf("initial_quantity", Decimal(0)), "quantity")
+    return (Order.objects.filter(account_id=account_id, leg__startswith="entry", decision__isnull=False,
+                                 filled_quantity__gt=0)
+            .exclude(decision__in=closed.values("decision"))
+            .values("decision").annotate(quantity=Sum("filled_quantity"),
+                                         position_status=Subquery(position.values("status")[:1]),
+                                         position_quantity=Subquery(position.values(q=booked)[:1]))
+            .values_list("decision", "quantity", "position_status", "position_quantity"))

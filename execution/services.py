@@ -28,6 +28,7 @@ from execution.order_states import OrderState
 from execution.protective import protection_place
 from execution.selectors import balance_written, equity_now, last_close, position_get_open, unrealized_pnl
 from market.models import Instrument
+from tradingbot.compiled_reads import rows_compiled
 from tradingbot.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
@@ -105,10 +106,16 @@ def _limit_work_waiting(account: Account, instrument: Instrument, now: datetime,
     """Return False when `account` has no resting limit order in `instrument` and no refused re-price to
     take up: neither the paper matching nor the chase would find anything (one query instead of three)."""
     since = now - timedelta(seconds=reprice_horizon_s(config))
-    return Order.objects.filter(account=account, type__in=LIMIT_TYPES).filter(
-        Q(instrument=instrument, status__in=BOOK_STATES)
+    return bool(rows_compiled("limit work waiting", Order, _limit_work_read, account_id=account.pk,
+                              instrument_id=instrument.pk, since=since))
+
+
+def _limit_work_read(*, account_id: int, instrument_id: int, since: datetime):
+    # Read every engine cycle, compiled once (tradingbot.compiled_reads).
+    return Order.objects.filter(account_id=account_id, type__in=LIMIT_TYPES).filter(
+        Q(instrument_id=instrument_id, status__in=BOOK_STATES)
         | Q(status=OrderState.REJECTED, leg__startswith="entry", decision__isnull=False, created_at__gte=since)
-    ).exists()
+    ).values_list("pk")[:1]
 
 
 def paper_entries_work(*, account: Account, broker: Broker, instrument: Instrument, now: datetime,
