@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
+from django.db import router
+
 from execution.brokers.paper import position_pnl
 from execution.models import Account, EquityPoint, Position
 from market.models import Candle, DataSource, Instrument
 from market.timeframes import timeframe_ms
+from tradingbot.compiled_reads import rows_compiled
 
 
 def account_name_for(data_source: str) -> str:
@@ -132,8 +135,28 @@ def balance_refresh(account: Account) -> None:
 
 
 def positions_open(account: Account) -> list[Position]:
-    """Return the account's open positions with their instruments."""
-    return list(Position.objects.filter(account=account, status=Position.Status.OPEN).select_related("instrument"))
+    """Return the account's open positions with their instruments.
+
+    Read twice every engine cycle (for the decision, then the equity point): compiled once
+    (tradingbot.compiled_reads), each row made into the two models as select_related makes them.
+    """
+    alias = router.db_for_read(Position)
+    position_names, instrument_names = _attnames(Position), _attnames(Instrument)
+    out = []
+    for row in rows_compiled("open positions", Position, _positions_open_read, account_id=account.pk):
+        position = Position.from_db(alias, position_names, row[:len(position_names)])
+        position.instrument = Instrument.from_db(alias, instrument_names, row[len(position_names):])
+        out.append(position)
+    return out
+
+
+def _attnames(model) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
+
+
+def _positions_open_read(*, account_id: int):
+    return (Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).order_by("-opened_at")
+            .values_list(*_attnames(Position), *(f"instrument__{name}" for name in _attnames(Instrument))))
 
 
 def unrealized_pnl(*, account: Account, now: datetime, positions: list[Position] | None = None) -> Decimal:

@@ -469,3 +469,30 @@ def test_entry_position_sync_own_position_found_leaves_an_adoptable_one_alone(ma
     assert entry_position_sync(decision=decision, account=account, now=NOW + 2 * M1)[1] == ""
     orphan.refresh_from_db()
     assert orphan.decision_id is None and orphan.stop_price == D("59000")
+
+
+def test_positions_open_compiled_equals_the_orm_read_with_instruments(market):
+    from execution.selectors import positions_open
+    from market.models import Instrument
+
+    account, instrument, config = market
+    eth = instrument_ensure(exchange="binanceusdm", exchange_symbol="ETHUSDT", market_type="swap")
+    Position.objects.create(account=account, instrument=eth, side="SHORT", status="open", open_key=eth.pk,
+                            quantity=D("1.5"), entry_price=D("3000.25"), stop_price=D("3100"), target_price=D("2900"),
+                            opened_at=NOW,
+                            take_profits=[{"price": "2900", "share": "1"}])
+    _entered(account, instrument, config)
+    Position.objects.create(account=account, instrument=eth, side="LONG", status="closed", quantity=D("0"),
+                            entry_price=D("2950"), stop_price=D("2900"), target_price=D("3000"),
+                            opened_at=NOW - M15)
+
+    for _ in range(2):      # the first call learns the shape, the second binds it
+        compiled = positions_open(account)
+        plain = list(Position.objects.filter(account=account, status="open").select_related("instrument"))
+        assert [p.pk for p in compiled] == [p.pk for p in plain]
+        for mine, theirs in zip(compiled, plain):
+            assert {f.attname: getattr(mine, f.attname) for f in Position._meta.concrete_fields} == \
+                {f.attname: getattr(theirs, f.attname) for f in Position._meta.concrete_fields}
+            assert {f.attname: getattr(mine.instrument, f.attname) for f in Instrument._meta.concrete_fields} == \
+                {f.attname: getattr(theirs.instrument, f.attname) for f in Instrument._meta.concrete_fields}
+            assert not mine._state.adding and mine.instrument.pk == mine.instrument_id
