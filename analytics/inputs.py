@@ -22,6 +22,7 @@ from market.models import (
 )
 from market.timeframes import TIMEFRAME_MS, timeframe_ms
 from tradingbot.compiled_reads import rows_compiled
+from tradingbot.union import union_all
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MS = timedelta(milliseconds=1)
@@ -222,7 +223,7 @@ def sentiment_load(*, asset: str, as_of: datetime, params: FlowParams) -> tuple[
 
 def _inputs_union(**v) -> QuerySet:
     parts = (_derivatives_part(v), _candles_part(v), _etf_part(v), _liquidation_part(v), _sentiment_part(v))
-    return parts[0].union(*parts[1:], all=True)     # the derivatives first: its columns type the slots
+    return union_all(parts)     # the derivatives first: its columns type the slots
 
 
 def flow_inputs_load(*, instrument: Instrument, as_of: datetime, params: FlowParams = DEFAULT_PARAMS,

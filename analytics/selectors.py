@@ -18,7 +18,7 @@ from market.models import Candle, CandleSeries, Instrument, OrderBookSnapshot
 from market.resample import resample_columns
 from market.timeframes import timeframe_ms
 from tradingbot.compiled_reads import rows_compiled
-from tradingbot.union import rows_union_all
+from tradingbot.union import limited_parts_union, rows_union_all, union_all
 
 # Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
 MAX_RESAMPLE_SOURCE_BARS = 7_000
@@ -195,9 +195,9 @@ def _updates_read(instrument_id: int, current: dict[str, _Series], now: datetime
     bounds = [{"last_open": now - timedelta(milliseconds=timeframe_ms(timeframe)),
                **({"after": series.last} if series.last is not None else {})}
               for timeframe, series in current.items()]
-    if len(shape) > 1 and connections[Candle.objects.db].features.supports_slicing_ordering_in_compound:
+    if len(shape) > 1 and limited_parts_union(Candle.objects.db):
         values = {f"{name}_{k}": value for k, part in enumerate(bounds) for name, value in part.items()}
-        return rows_compiled(("bar updates", shape), Candle, lambda **v: _union(
+        return rows_compiled(("bar updates", shape), Candle, lambda **v: union_all(
             [_update_part(v, k, timeframe, depth) for k, (timeframe, depth, _) in enumerate(shape)]),
             instrument_id=instrument_id, **values)
     # SQLite cannot limit the parts of a compound select: each part is its own read.
@@ -216,10 +216,6 @@ def _update_part(v: dict, k: int, timeframe: str, depth: int) -> QuerySet:
         rows = rows.filter(open_time__gt=v[f"after_{k}"])
     return rows.order_by("-open_time").values_list("timeframe", "open_time", "open", "high", "low", "close",
                                                    "volume")[:depth]
-
-
-def _union(parts: list[QuerySet]) -> QuerySet:
-    return parts[0].union(*parts[1:], all=True)
 
 
 def _appended(series: _Series, rows: list, step_ms: int) -> _Series:

@@ -5,22 +5,20 @@ from django.db import router
 from django.db.models import Prefetch, Q, QuerySet
 
 from decisions.models import AuditRecord, Decision, GateOverride, TradingConfig
-from tradingbot.compiled_reads import rows_compiled
+from tradingbot.compiled_reads import rows_compiled, stored_names
 
 
 def trading_config_get() -> TradingConfig:
     """Return the single configuration row, creating it with defaults on first use."""
     # Read on every engine cycle: compiled once, its row made into the model as a queryset would.
-    names = [f.attname for f in TradingConfig._meta.concrete_fields]
     rows = rows_compiled("trading config", TradingConfig, _config_query)
     if not rows:
         return TradingConfig.objects.create()
-    return TradingConfig.from_db(router.db_for_read(TradingConfig), names, rows[0])
+    return TradingConfig.from_db(router.db_for_read(TradingConfig), stored_names(TradingConfig), rows[0])
 
 
 def _config_query() -> QuerySet:
-    return TradingConfig.objects.order_by("pk").values_list(
-        *(f.attname for f in TradingConfig._meta.concrete_fields))[:1]
+    return TradingConfig.objects.order_by("pk").values_list(*stored_names(TradingConfig))[:1]
 
 
 # The Decisions page: the approval queue, the journal and the gate overrides.

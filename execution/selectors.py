@@ -14,7 +14,7 @@ from execution.brokers.paper import position_pnl
 from execution.models import Account, EquityPoint, Position
 from market.models import Candle, DataSource, Instrument
 from market.timeframes import timeframe_ms
-from tradingbot.compiled_reads import rows_compiled
+from tradingbot.compiled_reads import rows_compiled, stored_names
 
 
 def account_name_for(data_source: str) -> str:
@@ -141,7 +141,7 @@ def positions_open(account: Account) -> list[Position]:
     (tradingbot.compiled_reads), each row made into the two models as select_related makes them.
     """
     alias = router.db_for_read(Position)
-    position_names, instrument_names = _attnames(Position), _attnames(Instrument)
+    position_names, instrument_names = stored_names(Position), stored_names(Instrument)
     out = []
     for row in rows_compiled("open positions", Position, _positions_open_read, account_id=account.pk):
         position = Position.from_db(alias, position_names, row[:len(position_names)])
@@ -150,13 +150,9 @@ def positions_open(account: Account) -> list[Position]:
     return out
 
 
-def _attnames(model) -> list[str]:
-    return [f.attname for f in model._meta.concrete_fields]
-
-
 def _positions_open_read(*, account_id: int):
     return (Position.objects.filter(account_id=account_id, status=Position.Status.OPEN).order_by("-opened_at")
-            .values_list(*_attnames(Position), *(f"instrument__{name}" for name in _attnames(Instrument))))
+            .values_list(*stored_names(Position), *(f"instrument__{name}" for name in stored_names(Instrument))))
 
 
 def unrealized_pnl(*, account: Account, now: datetime, positions: list[Position] | None = None) -> Decimal:

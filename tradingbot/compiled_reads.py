@@ -101,3 +101,9 @@ def _shape_learn(build: Callable[..., QuerySet], values: dict, alias: str) -> tu
     if real_sql != sql or list(real_params) != _params(makers, values):
         return None
     return compiler, sql, makers
+
+
+def stored_names(model: type[Model]) -> list[str]:
+    """The attribute names of `model`'s columns, in order: what a compiled read selects to make instances
+    with `model.from_db(alias, stored_names(model), row)`, as a queryset makes them."""
+    return [f.attname for f in model._meta.concrete_fields]
