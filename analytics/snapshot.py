@@ -2,24 +2,27 @@
 
 The snapshot is what the analysts see at the close of a bar: volatility, structure, momentum,
 classic indicators, sessions, fair-value gaps, order-book imbalance and the multi-timeframe
-view. Every value comes from the whole-history feature functions evaluated at the last bar, so
-it equals what the incremental (live) paths give for that bar.
+view. Every value is the whole-history feature function's value at the last bar, so it equals
+what the incremental (live) paths give for that bar. Where only that bar is read, a last-bar
+twin (`fvg_last`, `sessions_last`, `trend_at_last`, tested equal bit for bit) skips the per-bar
+arrays; series the strategies also read are shared through the bars' memo (features.shared).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from analytics.features import fvg as fvg_mod
-from analytics.features.indicators import bollinger, ema, macd, rsi, volume_zscore
+from analytics.features.indicators import macd, volume_zscore
 from analytics.features.momentum import momentum
 from analytics.features.mtf import TIMEFRAMES, MtfParams, mtf_score
 from analytics.features.obi import obi
-from analytics.features.sessions import SESSIONS, session_names, sessions
-from analytics.features.structure import market_structure, structure_series
-from analytics.features.volatility import atr, atr_percentile, realised_volatility
+from analytics.features.shared import atr_of, bollinger_of, ema_of, rsi_of, structure_of
+from analytics.features.sessions import SESSIONS, session_names, sessions_last
+from analytics.features.structure import market_structure, trend_at_last
+from analytics.features.volatility import atr_percentile, realised_volatility
 
 _TREND = {1: "up", 0: "range", -1: "down"}
 _BOS = {1: "bullish", 0: "", -1: "bearish"}
@@ -37,6 +40,9 @@ class Bars:
     close: np.ndarray
     volume: np.ndarray
     timeframe_ms: int
+    # Series computed from these bars, shared by the snapshot and the strategies (analytics.features.shared).
+    # Never copied by dataclasses.replace or upto(): a new window starts empty.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.close)
@@ -94,10 +100,10 @@ class MarketSnapshot:
 
     def features(self) -> dict:
         """Return every feature as a flat JSON-safe dict (NaN becomes None)."""
-        out = asdict(self)
-        extra = out.pop("extra")
+        # Not asdict: its deep copy of `extra` is thrown away by _json_safe, which rebuilds every container.
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out["structure_labels"] = list(self.structure_labels)
-        return _json_safe({**out, **extra})
+        return _json_safe({**out, **self.extra})
 
 
 def _json_safe(value):
@@ -122,12 +128,12 @@ def _last(values: np.ndarray) -> float:
 
 
 def _indicators(bars: Bars, params: SnapshotParams) -> dict:
-    bands = bollinger(bars.close, params.bollinger_period, params.bollinger_k)
+    bands = bollinger_of(bars, params.bollinger_period, params.bollinger_k)
     lines = macd(bars.close)
     return {
-        "rsi": _last(rsi(bars.close, params.rsi_period)),
-        "ema_fast": _last(ema(bars.close, params.ema_fast)),
-        "ema_slow": _last(ema(bars.close, params.ema_slow)),
+        "rsi": _last(rsi_of(bars, params.rsi_period)),
+        "ema_fast": _last(ema_of(bars, params.ema_fast)),
+        "ema_slow": _last(ema_of(bars, params.ema_slow)),
         "macd": _last(lines.line), "macd_signal": _last(lines.signal), "macd_histogram": _last(lines.histogram),
         "bollinger_upper": _last(bands.upper), "bollinger_lower": _last(bands.lower),
         "bollinger_percent_b": _last(bands.percent_b), "bollinger_bandwidth": _last(bands.bandwidth),
@@ -143,29 +149,29 @@ def _volatility(bars: Bars, atr_series: np.ndarray, params: SnapshotParams) -> d
 
 
 def _sessions(bars: Bars) -> dict:
-    series = sessions(bars.open_time_ms, bars.high, bars.low)
+    last = sessions_last(bars.open_time_ms, bars.high, bars.low)
     levels = {
-        s.name: {"high": series.high[-1, j], "low": series.low[-1, j],
-                 "prev_high": series.prev_high[-1, j], "prev_low": series.prev_low[-1, j]}
+        s.name: {"high": last.high[j], "low": last.low[j], "prev_high": last.prev_high[j], "prev_low": last.prev_low[j]}
         for j, s in enumerate(SESSIONS)
     }
-    return {"sessions_active": list(session_names(int(series.active[-1]))), "session_levels": levels,
-            "minutes_to_next_session": float(series.minutes_to_next_open[-1])}
+    return {"sessions_active": list(session_names(last.active)), "session_levels": levels,
+            "minutes_to_next_session": last.minutes_to_next_open}
 
 
-def _fvg(bars: Bars, params: SnapshotParams) -> dict:
-    gaps = fvg_mod.fvg_series(bars.high, bars.low, bars.close, params.atr_period, params.fvg_max_open)
+def _fvg(bars: Bars, atr_series: np.ndarray, params: SnapshotParams) -> dict:
+    gaps = fvg_mod.fvg_last(bars.high, bars.low, bars.close, params.atr_period, params.fvg_max_open,
+                            atr_values=atr_series)
 
     def side(prefix: str) -> dict | None:
-        state = int(getattr(gaps, f"{prefix}_state")[-1])
+        state = int(getattr(gaps, f"{prefix}_state"))
         if state == 0:
             return None
-        return {"bottom": float(getattr(gaps, f"{prefix}_bottom")[-1]), "top": float(getattr(gaps, f"{prefix}_top")[-1]),
-                "size_atr": float(getattr(gaps, f"{prefix}_size_atr")[-1]),
-                "age_bars": int(getattr(gaps, f"{prefix}_age")[-1]), "state": _GAP_STATE.get(state, str(state))}
+        return {"bottom": float(getattr(gaps, f"{prefix}_bottom")), "top": float(getattr(gaps, f"{prefix}_top")),
+                "size_atr": float(getattr(gaps, f"{prefix}_size_atr")),
+                "age_bars": int(getattr(gaps, f"{prefix}_age")), "state": _GAP_STATE.get(state, str(state))}
 
     return {"fvg_below": side("below"), "fvg_above": side("above"),
-            "fvg_open_below": int(gaps.open_below[-1]), "fvg_open_above": int(gaps.open_above[-1])}
+            "fvg_open_below": int(gaps.open_below), "fvg_open_above": int(gaps.open_above)}
 
 
 def _mtf(context: Context, params: SnapshotParams) -> dict:
@@ -175,9 +181,7 @@ def _mtf(context: Context, params: SnapshotParams) -> dict:
         bars = context.higher.get(timeframe)
         if bars is None or len(bars) < 2 * params.mtf.pivot_length + 2:
             continue
-        series = structure_series(bars.high, bars.low, bars.close, params.mtf.pivot_length)
-        trend[j] = series.trend[-1]
-        available[j] = bool(series.high_label[-1] != 0 and series.low_label[-1] != 0)
+        trend[j], available[j] = trend_at_last(bars.high, bars.low, params.mtf.pivot_length)
     raw, score, state = mtf_score(trend, available, params.mtf)
     return {"mtf_trends": {tf: (_TREND[int(t)] if a else None) for tf, t, a in zip(TIMEFRAMES, trend, available)},
             "mtf_raw": float(raw[0]), "mtf_score": float(score[0]),
@@ -185,7 +189,7 @@ def _mtf(context: Context, params: SnapshotParams) -> dict:
 
 
 def _structure_detail(bars: Bars, params: SnapshotParams) -> dict:
-    series = structure_series(bars.high, bars.low, bars.close, params.pivot_length)
+    series = structure_of(bars, params.pivot_length)
     index = int(series.last_bos_index[-1])
     return {"last_break_of_structure": _BOS[int(series.last_bos[-1])] or None,
             "last_break_level": float(series.last_bos_level[-1]),
@@ -199,10 +203,9 @@ def _structure_trends(context: Context, params: SnapshotParams) -> dict:
         if len(bars) < 2 * params.pivot_length + 2:
             out[timeframe] = None
             continue
-        series = structure_series(bars.high, bars.low, bars.close, params.pivot_length)
+        trend, known = trend_at_last(bars.high, bars.low, params.pivot_length)
         # No confirmed swing high and low yet: the trend code would read "range" by default.
-        known = series.high_label[-1] != 0 and series.low_label[-1] != 0
-        out[timeframe] = _TREND[int(series.trend[-1])] if known else None
+        out[timeframe] = _TREND[trend] if known else None
     return {"structure_trends": out}
 
 
@@ -211,13 +214,13 @@ def build_snapshot(bars: Bars, params: SnapshotParams, context: Context | None =
     if len(bars) < min_bars(params):
         raise ValueError(f"need at least {min_bars(params)} bars for a snapshot, got {len(bars)}")
     context = context or Context()
-    atr_series = atr(bars.high, bars.low, bars.close, params.atr_period)
+    atr_series = atr_of(bars, params.atr_period)
     atr_now = float(atr_series[-1])
     structure = market_structure(bars.high, bars.low, bars.close, params.pivot_length)
     mom = momentum(bars.close, bars.high, bars.low, bars.volume, atr_now, params.momentum_period)
     close = float(bars.close[-1])
     extra = {**_volatility(bars, atr_series, params), **_indicators(bars, params), **_sessions(bars),
-             **_fvg(bars, params), **_structure_detail(bars, params), **_mtf(context, params),
+             **_fvg(bars, atr_series, params), **_structure_detail(bars, params), **_mtf(context, params),
              **_structure_trends(context, params),
              "volume_confirmed": mom.volume_confirmed}
     if context.book_bids is not None and context.book_asks is not None:

@@ -190,11 +190,15 @@ def _check_cap(max_open: int) -> None:
 
 
 def fvg_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: int = 14,
-               max_open: int = MAX_OPEN_GAPS) -> FvgSeries:
-    """Return the gap view at every bar from float64 arrays (finite prices, high >= low)."""
+               max_open: int = MAX_OPEN_GAPS, atr_values: np.ndarray | None = None) -> FvgSeries:
+    """Return the gap view at every bar from float64 arrays (finite prices, high >= low).
+
+    `atr_values`, when given, must be `atr(high, low, close, atr_period)`: a caller that has it saves the work.
+    """
     _check_cap(max_open)
     high, low, close = (np.asarray(a, np.float64) for a in (high, low, close))
-    atr_values = atr(high, low, close, atr_period)
+    if atr_values is None:
+        atr_values = atr(high, low, close, atr_period)
     bull = _side(high, low, atr_values, max_open)
     bear = _side(-low, -high, atr_values, max_open)
     gap = bull["new"].astype(np.int8) - bear["new"].astype(np.int8)
@@ -209,6 +213,63 @@ def fvg_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period:
         above_age=bear["near_age"], above_state=bear["near_state"],
         open_below=bull["open"].astype(np.int64), open_above=bear["open"].astype(np.int64),
     )
+
+
+def _side_last(h: np.ndarray, low: np.ndarray, atr_values: np.ndarray, cap: int) -> tuple:
+    """Return `_side`'s values at the last bar only: (formed now, new bottom, new top, new size,
+    nearest bottom, top, size, age, state, open count), in bullish terms like `_side`."""
+    t = len(low) - 1
+    formed = np.flatnonzero(low[2:] > h[:-2]) + 2
+    bottom, top = h[formed - 2], low[formed]
+    if len(formed) > cap:
+        # Evictions depend on the order of all fills: `_side`'s own machinery decides.
+        fill = _first_index(_table(low, np.minimum), formed + 1, lambda block, x: block > x, bottom)
+        is_open = _cap_ends(formed.tolist(), fill, cap) > t
+    else:
+        # Filled by the last bar when some later low is at or below the bottom (NaN counts, as in `_side`).
+        later_min = np.append(np.minimum.accumulate(low[::-1])[::-1][1:], np.inf)
+        is_open = later_min[formed] > bottom
+    new = bool(len(formed)) and int(formed[-1]) == t
+    nan = float("nan")
+    new_values = (float(bottom[-1]), float(top[-1]), _size(top[-1] - bottom[-1], atr_values[t])) if new \
+        else (nan, nan, nan)
+    count = int(np.count_nonzero(is_open))
+    if not count:
+        return (new, *new_values, nan, nan, nan, -1, STATE_NONE, 0)
+    g = int(np.flatnonzero(is_open)[-1])
+    f = int(formed[g])
+    seen = low[f + 1:].min() if f < t else np.inf
+    # Partly traded into once a later low went below the top; the unfilled part ends at that low.
+    state = STATE_FRESH if seen >= top[g] else STATE_PARTIAL
+    return (new, *new_values, float(bottom[g]), float(np.minimum(top[g], seen)),
+            _size(top[g] - bottom[g], atr_values[f]), t - f, state, count)
+
+
+def _size(height: float, atr_value: float) -> float:
+    return float(_in_atr(height, atr_value))
+
+
+def fvg_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: int = 14,
+             max_open: int = MAX_OPEN_GAPS, atr_values: np.ndarray | None = None) -> FvgBar:
+    """Return `fvg_series(...)` at the last bar only (at least one bar), without the per-bar arrays.
+
+    A snapshot reads only the last bar, and the per-bar view of the nearest gap is most of
+    `fvg_series`' work. `atr_values` as in `fvg_series`.
+    """
+    _check_cap(max_open)
+    high, low, close = (np.asarray(a, np.float64) for a in (high, low, close))
+    if atr_values is None:
+        atr_values = atr(high, low, close, atr_period)
+    bull = _side_last(high, low, atr_values, max_open)
+    bear = _side_last(-low, -high, atr_values, max_open)
+    nan = float("nan")
+    if bull[0]:
+        gap = (GAP_BULLISH, bull[1], bull[2], bull[3])
+    elif bear[0]:
+        gap = (GAP_BEARISH, -bear[2], -bear[1], bear[3])
+    else:
+        gap = (GAP_NONE, -nan, -nan, nan)
+    return FvgBar(*gap, *bull[4:9], -bear[5], -bear[4], *bear[6:9], bull[9], bear[9])
 
 
 class _OpenGaps:

@@ -21,6 +21,9 @@ NAN = float("nan")
 # so a flat window gives the same (undefined) %b or z-score in backtest and live.
 FLAT_STD_RELATIVE = 1e-12
 CHUNK_ROWS = 65_536  # bounds the temporary (rows x window) arrays to a few tens of MB
+# Up to this many values `smooth` runs its recursion in Python: below ~900 values that beats pandas'
+# Series and ewm set-up (measured: 300 values 70 vs 215 us), above it pandas' compiled loop wins.
+SHORT_SERIES = 800
 
 
 def smooth(values: np.ndarray, period: int, alpha: float) -> np.ndarray:
@@ -40,8 +43,34 @@ def smooth(values: np.ndarray, period: int, alpha: float) -> np.ndarray:
     seeded = values[seed_end - 1:].copy()
     seeded[0] = sum(values[valid[0]:seed_end].tolist()) / period
     # pandas' adjust=False recursion is s[i] = (1 - alpha) * s[i-1] + alpha * x[i] from seeded[0]:
-    # the same recursion as SmoothState, ten times faster than a Python loop.
-    out[seed_end - 1:] = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    # the same recursion as SmoothState, ten times faster than a Python loop on long histories.
+    # A live window is a few hundred values, where building the Series costs more than the loop.
+    if len(seeded) <= SHORT_SERIES and np.isfinite(seeded).all():
+        out[seed_end - 1:] = _ewm_short(seeded, alpha)
+    else:
+        out[seed_end - 1:] = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    return out
+
+
+def _ewm_short(values: np.ndarray, alpha: float) -> list[float]:
+    """Return pandas' ewm(alpha, adjust=False).mean() of finite `values`, bit for bit, as a list.
+
+    The same operations in the same order as pandas' kernel (window/aggregations.pyx `ewm`):
+    alpha goes through the centre of mass, each step is normalised by (old weight + new weight)
+    and a value equal to the running mean leaves it untouched. NaN or inf would take other branches
+    there, so callers pass finite values only.
+    """
+    com = (1.0 - alpha) / alpha
+    new_weight = 1.0 / (1.0 + com)
+    old_weight = 1.0 - new_weight
+    total = old_weight + new_weight
+    out = values.tolist()
+    mean = out[0]
+    for i in range(1, len(out)):
+        x = out[i]
+        if mean != x:
+            mean = (old_weight * mean + new_weight * x) / total
+        out[i] = mean
     return out
 
 

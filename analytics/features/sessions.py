@@ -120,6 +120,45 @@ def sessions(open_time_ms: np.ndarray, high: np.ndarray, low: np.ndarray) -> Ses
     return SessionSeries(active, hi, lo, prev_hi, prev_lo, minutes_to_next_open(t))
 
 
+def sessions_last(open_time_ms: np.ndarray, high: np.ndarray, low: np.ndarray) -> SessionBar:
+    """Return `sessions(...)` at the last bar only (at least one bar), without the per-bar arrays.
+
+    Today's session so far is every in-session bar of the last bar's UTC day (a session never
+    crosses midnight), and the last completed one is the latest day's session that ended by the
+    last bar's open; highs and lows are exact, so they equal the running values of `sessions`.
+    """
+    t = np.asarray(open_time_ms, np.int64)
+    high, low = np.asarray(high, float), np.asarray(low, float)
+    day = t // DAY_MS
+    tod = t - day * DAY_MS
+    now, today = int(t[-1]), int(day[-1])
+    active, levels = 0, []
+    for j, session in enumerate(SESSIONS):
+        inside = (tod >= session.start_ms) & (tod < session.end_ms)
+        active |= int(inside[-1]) << j
+        levels.append(_session_levels(session, inside, day, high, low, now, today))
+    hi, lo, prev_hi, prev_lo = zip(*levels)
+    return SessionBar(active, hi, lo, prev_hi, prev_lo, float(minutes_to_next_open(t[-1:])[0]))
+
+
+def _session_levels(session, inside, day, high, low, now: int, today: int) -> tuple[float, ...]:
+    # numpy floats, as read from the arrays of `sessions`.
+    days, nan = day[inside], np.float64(NAN)
+    if not len(days):
+        return nan, nan, nan, nan
+    hi = lo = nan
+    if days[-1] == today:
+        first = int(np.searchsorted(days, today))
+        hi, lo = high[inside][first:].max(), low[inside][first:].min()
+    # The latest session instance that had ended by the last bar's open: its day is the newest
+    # in-session day d with d * DAY_MS + end <= now (days only grow, so search the unique days).
+    done_days = days[days * DAY_MS + session.end_ms <= now]
+    if not len(done_days):
+        return hi, lo, nan, nan
+    start, stop = np.searchsorted(days, done_days[-1]), np.searchsorted(days, done_days[-1], side="right")
+    return hi, lo, high[inside][start:stop].max(), low[inside][start:stop].min()
+
+
 class _Tracker:
     """One session's current instance and the last completed one."""
 

@@ -14,7 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 TREND_UP, TREND_RANGE, TREND_DOWN = 1, 0, -1
 BOS_BULLISH, BOS_NONE, BOS_BEARISH = 1, 0, -1
@@ -78,14 +77,26 @@ def _swing_masks(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray,
     is_high, is_low = np.zeros(n, bool), np.zeros(n, bool)
     if k < 1 or n < 2 * k + 1:
         return is_high, is_low
-    win_h, win_l = sliding_window_view(high, k), sliding_window_view(low, k)
-    left_max, right_max = win_h[:n - 2 * k].max(axis=1), win_h[k + 1:].max(axis=1)
-    left_min, right_min = win_l[:n - 2 * k].min(axis=1), win_l[k + 1:].min(axis=1)
+    count = n - 2 * k
+    left_max, right_max = (_window_extreme(high, start, k, count, np.maximum) for start in (0, k + 1))
+    left_min, right_min = (_window_extreme(low, start, k, count, np.minimum) for start in (0, k + 1))
     mid_h, mid_l = high[k:n - k], low[k:n - k]
     # Strict on the left, non-strict on the right: a flat top is counted once, at its first bar.
     is_high[k:n - k] = (mid_h > left_max) & (mid_h >= right_max)
     is_low[k:n - k] = (mid_l < left_min) & (mid_l <= right_min)
     return is_high, is_low
+
+
+def _window_extreme(values: np.ndarray, start: int, k: int, count: int, ufunc) -> np.ndarray:
+    """Return ufunc over values[r : r + k] for r = start .. start + count - 1.
+
+    k shifted slices instead of a sliding window: the same maxima (max and min are exact), without
+    the window view's set-up, which dominates on the few dozen bars of a higher timeframe.
+    """
+    out = values[start:start + count]
+    for j in range(1, k):
+        out = ufunc(out, values[start + j:start + j + count])
+    return out
 
 
 def _label_codes(prices: np.ndarray) -> np.ndarray:
@@ -175,6 +186,31 @@ def structure_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, pivot
         bos=bos, last_bos=np.where(seen, bos[at], 0).astype(np.int8),
         last_bos_index=last_index.astype(np.int64), last_bos_level=np.where(seen, level[at], np.nan),
     )
+
+
+def _last_label(swing_prices: np.ndarray) -> int:
+    # _label_codes of the last swing: 0 for the first of its kind, else 1 above the one before, -1 not.
+    if len(swing_prices) < 2:
+        return 0
+    return 1 if swing_prices[-1] > swing_prices[-2] else -1
+
+
+def trend_at_last(high: np.ndarray, low: np.ndarray, pivot_length: int = 3) -> tuple[int, bool]:
+    """Return `structure_series`' trend code at the last bar and whether both swing labels are known there.
+
+    Every swing `_swing_masks` finds is confirmed by the last bar, so its labels are those of the
+    last two swings of each kind: the multi-timeframe view needs only these, not the per-bar series.
+    """
+    _check_pivot(pivot_length)
+    high, low = np.asarray(high, np.float64), np.asarray(low, np.float64)
+    is_high, is_low = _swing_masks(high, low, pivot_length)
+    high_label, low_label = _last_label(high[is_high]), _last_label(low[is_low])
+    trend = TREND_RANGE
+    if high_label == 1 and low_label == 1:
+        trend = TREND_UP
+    elif high_label == -1 and low_label == -1:
+        trend = TREND_DOWN
+    return trend, high_label != 0 and low_label != 0
 
 
 class StructureState:

@@ -6,8 +6,9 @@ changes are percent, basis is basis points, money is USD, all as float.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
+from functools import cache
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -184,7 +185,7 @@ class Explained:
 
     def to_json(self) -> dict:
         """Return the value and its parts as JSON-safe dicts."""
-        return {"value": self.value, "scale": self.scale, "parts": [_json_safe(asdict(p)) for p in self.parts]}
+        return {"value": self.value, "scale": self.scale, "parts": [_json_safe(p) for p in self.parts]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +279,7 @@ class FlowResult:
 
     def parts_json(self) -> dict:
         """Return every output with its parts and the context it came from, JSON-safe."""
-        context = {f.name: _json_safe(asdict(getattr(self, f.name)))
+        context = {f.name: _json_safe(getattr(self, f.name))
                    for f in fields(self) if f.name in ("derivatives", "etf", "liquidations", "sentiment")}
         return {"crowd_bias": self.crowd_bias.to_json(), "trap_index": self.trap_index.to_json(),
                 "global_risk_score": self.global_risk.to_json(), "context": context, "notes": list(self.notes)}
@@ -289,10 +290,18 @@ class FlowResult:
 
     def inputs_json(self) -> list[dict]:
         """Return what each input held: count, latest time (ms) and status."""
-        return [asdict(i) for i in self.inputs]
+        return [{name: getattr(i, name) for name in _field_names(InputStatus)} for i in self.inputs]
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def _json_safe(value):
+    """Return `value` as JSON-safe data: what _json_safe(asdict(value)) gives, without asdict's deep copies."""
+    if hasattr(type(value), "__dataclass_fields__"):
+        return {name: _json_safe(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, date):

@@ -14,7 +14,7 @@ Order of the steps, each of which may end in FLAT with its reason:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from analytics.snapshot import Bars, MarketSnapshot
@@ -72,18 +72,23 @@ class Packet:
 
     def parts(self) -> dict:
         """Return the votes, the aggregation, the edge components and the fusion, JSON-safe."""
-        out = {"votes": [asdict(v) for v in self.votes],
+        out = {"votes": [_flat_dict(v) for v in self.votes],
                "aggregate": {"method": self.aggregate.method, "side": self.aggregate.side,
                              "strength": self.aggregate.strength, "reason": self.aggregate.reason}}
         if self.edge is not None:
             out["edge"] = {"long": self.edge.edge_long, "short": self.edge.edge_short,
                            "mtf_adjustment_long": self.edge.mtf_adjustment_long,
                            "mtf_adjustment_short": self.edge.mtf_adjustment_short,
-                           "parts": [asdict(p) for p in self.edge.parts]}
+                           "parts": [_flat_dict(p) for p in self.edge.parts]}
         if self.fused is not None:
             out["fusion"] = {"confidence": self.fused.confidence, "technical": self.fused.technical_part,
                              "model": self.fused.model_part, "reason": self.fused.reason}
         return out
+
+
+def _flat_dict(record) -> dict:
+    # What asdict gives for a dataclass of plain values (str, numbers, None), without its deep copies.
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 def _reward_risk(signal: Signal) -> float:

@@ -2,7 +2,8 @@
 
 Pure: no Django, no I/O, no clock. Each gives `votes(bars)` over a whole history (value i uses
 bars[:i+1] only) and `vote(inp)` on the last bar with its reason. Indicators come from
-analytics.features, never recomputed here.
+analytics.features.shared, never recomputed here: the snapshot of the same bars has already
+computed most of them.
 """
 from __future__ import annotations
 
@@ -10,13 +11,26 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
-from analytics.features.indicators import bollinger, ema, rsi
-from analytics.features.volatility import atr
+from analytics.features.shared import atr_of, bollinger_of, ema_of, rsi_of
 from analytics.snapshot import Bars
 from decisions.engine.votes import Signals, StrategyInput, Vote, _bars_since, _last_vote, _previous, _price, _require, \
     _signals, _Technical
+
+
+def _trailing(values: np.ndarray, window: int, ufunc) -> np.ndarray:
+    """Return ufunc over each value and the window - 1 before it; the first windows see NaN before the start.
+
+    Shifted slices rather than pandas' rolling: the same extremes (min and max are exact) without
+    building a Series, which costs more than the work on a live window of a few hundred bars.
+    """
+    n = len(values)
+    padded = np.concatenate((np.full(window - 1, np.nan), np.asarray(values, np.float64)))
+    out = padded[:n]
+    for j in range(1, window):
+        out = ufunc(out, padded[j:j + n])
+    return out
+
 
 @dataclass(frozen=True, slots=True)
 class EmaCrossParams:
@@ -42,13 +56,13 @@ class EmaCross(_Technical):
 
     def _series(self, bars: Bars) -> tuple[Signals, dict]:
         p = self.params
-        fast, slow = ema(bars.close, p.fast), ema(bars.close, p.slow)
+        fast, slow = ema_of(bars, p.fast), ema_of(bars, p.slow)
         gap = fast - slow
         before = _previous(gap)
         with np.errstate(invalid="ignore", divide="ignore"):
             up_age = _bars_since((gap > 0) & (before <= 0))
             down_age = _bars_since((gap < 0) & (before >= 0))
-            gap_atr = gap / atr(bars.high, bars.low, bars.close, p.atr_period)
+            gap_atr = gap / atr_of(bars, p.atr_period)
             long = (gap_atr > 0) & (up_age >= 0) & (up_age <= p.max_age_bars)
             short = (gap_atr < 0) & (down_age >= 0) & (down_age <= p.max_age_bars)
         signals = _signals(long, short, np.abs(gap_atr) / p.full_strength_gap_atr)
@@ -101,12 +115,12 @@ class Rsi(_Technical):
 
     def _series(self, bars: Bars) -> tuple[Signals, dict]:
         p = self.params
-        now = rsi(bars.close, p.period)
-        before = pd.Series(_previous(now))
+        now = rsi_of(bars, p.period)
+        before = _previous(now)
         # The extreme of the excursion that just ended: the deeper the dip, the stronger the turn.
-        trough = before.rolling(p.period, min_periods=1).min().to_numpy()
-        peak = before.rolling(p.period, min_periods=1).max().to_numpy()
-        before = before.to_numpy()
+        # fmin/fmax skip NaN, as pandas' rolling(period, min_periods=1) did: NaN only while all are NaN.
+        trough = _trailing(before, p.period, np.fmin)
+        peak = _trailing(before, p.period, np.fmax)
         with np.errstate(invalid="ignore"):
             long = (before < p.oversold) & (now >= p.oversold)
             short = (before > p.overbought) & (now <= p.overbought)
@@ -153,7 +167,7 @@ class Bollinger(_Technical):
 
     def _series(self, bars: Bars) -> tuple[Signals, dict]:
         p = self.params
-        bands = bollinger(bars.close, p.period, p.k)
+        bands = bollinger_of(bars, p.period, p.k)
         before = {"close": _previous(bars.close), "lower": _previous(bands.lower), "upper": _previous(bands.upper)}
         before_sd = (before["upper"] - before["lower"]) / (2 * p.k)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -208,9 +222,10 @@ class AtrBreakout(_Technical):
     def _series(self, bars: Bars) -> tuple[Signals, dict]:
         p = self.params
         # The ATR of the previous bar: the level is fixed before the bar that may break it.
-        atr_before = _previous(atr(bars.high, bars.low, bars.close, p.atr_period))
-        highest = pd.Series(bars.high).rolling(p.lookback).max().shift(1).to_numpy()
-        lowest = pd.Series(bars.low).rolling(p.lookback).min().shift(1).to_numpy()
+        atr_before = _previous(atr_of(bars, p.atr_period))
+        # maximum/minimum propagate NaN: NaN until `lookback` bars, as pandas' rolling(lookback) did.
+        highest = _previous(_trailing(bars.high, p.lookback, np.maximum))
+        lowest = _previous(_trailing(bars.low, p.lookback, np.minimum))
         up_level, down_level = highest + p.multiple * atr_before, lowest - p.multiple * atr_before
         with np.errstate(invalid="ignore", divide="ignore"):
             long, short = bars.close > up_level, bars.close < down_level

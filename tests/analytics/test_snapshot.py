@@ -93,3 +93,21 @@ def test_build_snapshot_structure_trends_read_each_confirming_timeframe(drift, t
 
 def test_build_snapshot_without_confirming_timeframes_has_empty_structure_trends():
     assert build_snapshot(_bars(np.linspace(100, 120, 60)), SnapshotParams()).features()["structure_trends"] == {}
+
+
+def test_build_snapshot_features_equal_the_asdict_form(market_data_dir):
+    import json
+    from dataclasses import asdict
+
+    from analytics.selectors import resampled
+    from analytics.snapshot import Context, _json_safe
+
+    bars = _real_bars(market_data_dir)
+    higher = {"15m": bars, **{tf: resampled(bars, "15m", tf) for tf in ("1h", "4h", "1d")}}
+    for end in range(300, 2000, 97):
+        snapshot = build_snapshot(bars.upto(end), SnapshotParams(), Context(higher))
+        reference = asdict(snapshot)
+        extra = reference.pop("extra")
+        reference["structure_labels"] = list(snapshot.structure_labels)
+
+        assert json.dumps(snapshot.features()) == json.dumps(_json_safe({**reference, **extra}))

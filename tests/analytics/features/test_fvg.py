@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics.features.fvg import (
-    GAP_BEARISH, GAP_BULLISH, STATE_FRESH, STATE_NONE, STATE_PARTIAL, FvgState, fvg_series,
+    GAP_BEARISH, GAP_BULLISH, STATE_FRESH, STATE_NONE, STATE_PARTIAL, FvgState, fvg_last, fvg_series,
 )
+from analytics.features.volatility import atr
 
 # A bullish gap [101, 103] forms at bar 2, bar 4 trades into it (partial, unfilled part [101, 102])
 # and bar 5 reaches its bottom (filled).
@@ -130,3 +131,42 @@ def test_fvg_series_nearest_gaps_sit_on_their_side_of_the_close():
 def test_fvg_zero_cap_raises(build):
     with pytest.raises(ValueError, match="max_open must be at least 1"):
         build()
+
+
+def _assert_last_is_series_last(last, series):
+    # Bit for bit, NaN sign included: the snapshot must read the same numbers from either path.
+    for f in fields(last):
+        want, got = np.float64(getattr(series, f.name)[-1]), np.float64(getattr(last, f.name))
+        assert want.tobytes() == got.tobytes() or (np.isnan(want) and np.isnan(got)
+                                                   and np.signbit(want) == np.signbit(got)), f.name
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 300), st.integers(1, 8), st.booleans())
+def test_fvg_last_equals_series_last_bar_on_random_bars(seed, n, cap, rounded):
+    high, low, close = _random_bars(seed, n, rounded)
+
+    last = fvg_last(high, low, close, atr_period=5, max_open=cap)
+
+    _assert_last_is_series_last(last, fvg_series(high, low, close, atr_period=5, max_open=cap))
+
+
+@pytest.mark.parametrize("cap", [2, 50])   # 2: evictions on every window; 50: the default, none
+def test_fvg_last_equals_series_last_bar_on_every_window(cap):
+    high, low, close = _random_bars(17, 900, False)
+
+    for end in range(1, 900, 3):
+        window = high[max(0, end - 300):end], low[max(0, end - 300):end], close[max(0, end - 300):end]
+
+        _assert_last_is_series_last(fvg_last(*window, max_open=cap), fvg_series(*window, max_open=cap))
+
+
+def test_fvg_last_given_atr_equals_computed_atr():
+    high, low, close = _random_bars(3, 200, False)
+
+    given = fvg_last(high, low, close, atr_values=atr(high, low, close, 14))
+    computed = fvg_last(high, low, close)
+
+    assert given.open_below + given.open_above > 0    # gaps exist, so sizes divide by the ATR
+    assert [np.float64(getattr(given, f.name)).tobytes() for f in fields(given)] == [
+        np.float64(getattr(computed, f.name)).tobytes() for f in fields(computed)]

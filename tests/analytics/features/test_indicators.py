@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from analytics.features.indicators import (
-    BollingerState, EmaState, MacdState, RsiState, VolumeZScoreState, bollinger, ema, macd, rolling_mean_std, rsi,
-    volume_zscore,
+    SHORT_SERIES, BollingerState, EmaState, MacdState, RsiState, VolumeZScoreState, bollinger, ema, macd,
+    rolling_mean_std, rsi, smooth, volume_zscore,
 )
 
 NAN = np.nan
@@ -158,3 +158,48 @@ def test_states_match_vectorised_on_random_prices(close):
     _same([state.update(x).upper for x in close], bands.upper)
     state = VolumeZScoreState()
     _same([state.update(x) for x in volume], volume_zscore(volume))
+
+
+# smooth: the short-series loop must give pandas' ewm bit for bit.
+
+def _pandas_smooth(values, period, alpha):
+    import pandas as pd
+
+    out = np.full(len(values), np.nan)
+    seeded = values[period - 1:].copy()
+    seeded[0] = sum(values[:period].tolist()) / period
+    out[period - 1:] = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    return out
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=SHORT_SERIES + 40), st.integers(1, 60),
+       st.booleans(), st.booleans())
+def test_smooth_short_series_equals_pandas_ewm_bit_for_bit(values, period, wilder, repeat):
+    values = np.array(values)
+    if repeat:  # runs of equal values: pandas skips the update when the mean already equals the value
+        values = np.repeat(values, 3)[:len(values)]
+    alpha = 1.0 / period if wilder else 2.0 / (period + 1)
+
+    got = smooth(values, period, alpha)
+
+    if len(values) >= period:
+        assert got.tobytes() == _pandas_smooth(values, period, alpha).tobytes()
+    else:
+        assert np.isnan(got).all()
+
+
+def test_smooth_real_closes_equal_pandas_ewm_at_both_lengths(market_data_dir):
+    import pandas as pd
+
+    close = pd.read_csv(market_data_dir / "binance_usdm_BTCUSDT_15m_2025-07-04_2025-12-31.csv.gz",
+                        nrows=3000)["close"].to_numpy(float)
+
+    for n in (300, SHORT_SERIES, SHORT_SERIES + 1, 3000):   # the Python loop, its limit, pandas
+        for period, alpha in ((21, 2 / 22), (14, 1 / 14), (55, 2 / 56)):
+            assert smooth(close[:n], period, alpha).tobytes() == _pandas_smooth(close[:n], period, alpha).tobytes()
+
+
+def test_smooth_non_finite_values_take_pandas_path():
+    values = np.array([1.0, 2.0, 3.0, np.inf, 4.0, 5.0])
+
+    assert smooth(values, 2, 0.5).tobytes() == _pandas_smooth(values, 2, 0.5).tobytes()

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from analytics.features.sessions import DAY_MS, SessionsState, minutes_to_next_open, session_names, sessions
+from analytics.features.sessions import (
+    DAY_MS, SessionsState, minutes_to_next_open, session_names, sessions, sessions_last,
+)
 
 ASIA, EU, US = range(3)
 
@@ -97,3 +99,37 @@ def test_sessions_day_boundary_resets_running_values():
     series, _ = _run(times, [50.0, 60.0], [40.0, 55.0])
 
     assert series.high[1, EU] == 60 and series.prev_high[1, EU] == 50
+
+
+def _assert_last_is_series_last(last, series):
+    # Same values and types as the series' last row: the snapshot stores whichever it reads.
+    assert last.active == int(series.active[-1])
+    for name in ("high", "low", "prev_high", "prev_low"):
+        row = getattr(series, name)[-1]
+        got = getattr(last, name)
+        assert all(type(x) is np.float64 for x in got), name
+        assert np.array(got).tobytes() == row.tobytes(), name
+    assert last.minutes_to_next_open == float(series.minutes_to_next_open[-1])
+
+
+@given(st.lists(st.integers(1, 4 * 3_600_000), min_size=1, max_size=150), st.integers(0, 10_000))
+def test_sessions_last_equals_series_last_bar_for_irregular_times(steps, seed):
+    rng = np.random.default_rng(seed)
+    times = 1_700_000_000_000 + np.cumsum(np.array(steps, np.int64))
+    high = rng.normal(100, 1, len(times))
+    low = high - rng.uniform(0, 1, len(times))
+
+    _assert_last_is_series_last(sessions_last(times, high, low), sessions(times, high, low))
+
+
+def test_sessions_last_equals_series_on_every_window_of_15m_bars():
+    rng = np.random.default_rng(3)
+    times = _ms("2025-07-04 00:00") + np.arange(1200, dtype=np.int64) * 900_000
+    high = 100 + np.cumsum(rng.normal(0, 1, 1200))
+    low = high - rng.uniform(0, 1, 1200)
+
+    for end in range(1, 1200, 5):
+        cut = slice(max(0, end - 300), end)
+
+        _assert_last_is_series_last(sessions_last(times[cut], high[cut], low[cut]),
+                                    sessions(times[cut], high[cut], low[cut]))

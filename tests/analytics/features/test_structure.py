@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from analytics.features.structure import (
     BOS_BEARISH, BOS_BULLISH, BOS_NAMES, TREND_DOWN, TREND_NAMES, TREND_UP, StructureState, market_structure,
-    structure_series, swing_points,
+    structure_series, swing_points, trend_at_last,
 )
 
 
@@ -180,3 +180,28 @@ def test_structure_series_empty_input_gives_empty_arrays():
 def test_structure_zero_pivot_length_raises(build):
     with pytest.raises(ValueError, match="pivot_length must be at least 1"):
         build()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(90, 110), min_size=1, max_size=80), st.integers(1, 4))
+def test_trend_at_last_equals_series_last_bar_with_ties(prices, pivot_length):
+    close = np.array(prices, float)
+    high, low = close + 1, close - 1   # integer prices: many equal highs and lows
+    series = structure_series(high, low, close, pivot_length)
+
+    trend, known = trend_at_last(high, low, pivot_length)
+
+    assert trend == series.trend[-1]
+    assert known == (series.high_label[-1] != 0 and series.low_label[-1] != 0)
+
+
+def test_trend_at_last_equals_series_on_every_window_of_a_random_walk():
+    rng = np.random.default_rng(5)
+    close = 100 + np.cumsum(rng.normal(0, 1, 400))
+    high, low = close + rng.uniform(0, 1, 400), close - rng.uniform(0, 1, 400)
+
+    for end in range(1, 400):
+        series = structure_series(high[:end], low[:end], close[:end], 3)
+
+        assert trend_at_last(high[:end], low[:end], 3) == (
+            series.trend[-1], bool(series.high_label[-1] != 0 and series.low_label[-1] != 0))
