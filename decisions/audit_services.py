@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 
 from decisions.audit import GENESIS_HASH, Anchor, AuditEntry, Problem, next_entry, verify_chain
 from decisions.models import AuditHead, AuditRecord
+from tradingbot.compiled_reads import rows_compiled, stored_names
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,10 @@ class AuditReport:
 
 
 def _head_locked() -> AuditHead:
-    try:
-        return AuditHead.objects.select_for_update().get(pk=HEAD_PK)
-    except AuditHead.DoesNotExist:
-        pass
+    # Compiled once (tradingbot.compiled_reads): every cycle appends, often more than once.
+    rows = rows_compiled("audit head locked", AuditHead, _head_locked_read)
+    if rows:
+        return AuditHead.from_db(router.db_for_write(AuditHead), stored_names(AuditHead), rows[0])
     # Migration 0004 creates the head; this path only rebuilds a deleted one (or a flushed test
     # table). Two processes doing so at the same moment can deadlock on MariaDB: one fails, retry.
     last = AuditRecord.objects.order_by("-seq").first()
@@ -51,6 +52,10 @@ def _head_locked() -> AuditHead:
         ignore_conflicts=True,
     )
     return AuditHead.objects.select_for_update().get(pk=HEAD_PK)
+
+
+def _head_locked_read():
+    return AuditHead.objects.select_for_update().filter(pk=HEAD_PK).values_list(*stored_names(AuditHead))
 
 
 def audit_append(*, kind: str, actor: str, subject: str, body: Mapping, now: datetime) -> AuditRecord:

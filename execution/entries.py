@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, NullIf
 
 from dashboard.events import broadcast_on_commit
+from decisions.audit_services import AuditBatch
 from decisions.models import Decision, TradingConfig
 from execution.brokers.base import Broker, BrokerError, OrderNotFound
 from execution.chase import FALLBACK_LEG, ChasePolicy, ChaseState, chase_leg, chase_step, passive_price
@@ -30,7 +31,7 @@ from execution.trail import trail_distance  # noqa: F401  (moved to the core; ca
 from execution.orders import audit_order, audit_order_id, order_apply_venue, order_create_pending, order_place, order_send
 from execution.selectors import balance_written
 from market.models import Instrument
-from tradingbot.compiled_reads import rows_compiled
+from tradingbot.compiled_reads import rows_compiled, stored_names
 
 logger = logging.getLogger(__name__)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
@@ -60,11 +61,13 @@ def chase_policy(config: TradingConfig) -> ChasePolicy:
 
 
 def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: datetime,
-                 reference_price: Decimal, order_type: str = "market", config: TradingConfig | None = None) -> Order:
+                 reference_price: Decimal, order_type: str = "market", config: TradingConfig | None = None,
+                 audit: AuditBatch | None = None) -> Order:
     """Persist and send the decision's first entry order; an existing one is returned, not re-sent.
 
     `order_type` "limit" rests a post-only limit ("limit_maker", Binance GTX) one tick on our side
     of `reference_price`. `config` is the caller's configuration of this cycle (read when not given).
+    With `audit` (the paper venue's one-transaction entry) the order's records are queued there.
     """
     instrument, side = decision.instrument, _side(decision)
     limit = order_type in LIMIT_TYPES
@@ -73,11 +76,11 @@ def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: d
                          "limit_maker" if limit else order_type, decision.quantity, price=price)
     intent = apply_precision(intent, precision_of(instrument), reference_price)
     order, created = order_create_pending(account=account, instrument=instrument, intent=intent,
-                                          decision=decision, now=now, config=config)
+                                          decision=decision, now=now, config=config, audit=audit)
     if not created:
         logger.info("intent %s already sent; not sending again", intent.client_order_id)
         return order
-    return order_send(order=order, broker=broker, reference_price=reference_price, now=now)
+    return order_send(order=order, broker=broker, reference_price=reference_price, now=now, audit=audit)
 
 
 def entry_orders(decision: Decision, account: Account):
@@ -99,10 +102,11 @@ def _entry_orders_filled(decision: Decision, account: Account) -> tuple[str | No
     """Return (the client id of the decision's last entry order, (quantity, price, fee) of each entry fill).
 
     One read of the orders with their fills joined (an order without fills gives one empty row);
-    the fills come newest first, as Fill orders them.
+    the fills come newest first, as Fill orders them. Compiled once (tradingbot.compiled_reads):
+    every entry reads it.
     """
-    rows = list(entry_orders(decision, account).values_list(
-        "client_order_id", "fills__ts", "fills__quantity", "fills__price", "fills__fee_usdt"))
+    rows = rows_compiled("entry orders with fills", Order, _entry_orders_filled_read, decision_id=decision.pk,
+                         account_id=account.pk)
     fills = sorted(((ts, q, p, f) for _, ts, q, p, f in rows if ts is not None), key=lambda r: r[0], reverse=True)
     return (rows[-1][0] if rows else None), [(q, p, f) for _, q, p, f in fills]
 
@@ -120,20 +124,35 @@ def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:
             "trail_distance": trail_distance(decision, trail_atr_multiple)}
 
 
+def _entry_orders_filled_read(*, decision_id: int, account_id: int):
+    return (Order.objects.filter(decision_id=decision_id, account_id=account_id, leg__startswith="entry")
+            .order_by("created_at", "pk")
+            .values_list("client_order_id", "fills__ts", "fills__quantity", "fills__price", "fills__fee_usdt"))
+
+
 def _position_locked(decision: Decision, account: Account) -> tuple[Position | None, Position | None]:
     """Lock and return (the decision's position, a position reconciliation adopted for it), each or None.
 
     One locking read for both: the adopted one is an open position of the instrument and side
-    without a decision, opened since the decision's first entry order.
+    without a decision, opened since the decision's first entry order. Compiled once
+    (tradingbot.compiled_reads): building it cost more than running it, on every entry.
     """
-    first_entry = entry_orders(decision, account).values("created_at")[:1]
-    adoptable = Q(instrument=decision.instrument_id, status=Position.Status.OPEN, decision__isnull=True,
-                  side=decision.action, opened_at__gte=Subquery(first_entry))
-    rows = list(Position.objects.select_for_update().filter(Q(decision=decision) | adoptable, account=account)
-                .order_by("pk"))
-    own = next((p for p in rows if p.decision_id == decision.pk), None)
-    adopted = next((p for p in rows if p.decision_id is None), None)
+    rows = rows_compiled("entry position locked", Position, _position_locked_read, decision_id=decision.pk,
+                         account_id=account.pk, instrument_id=decision.instrument_id, side=decision.action)
+    alias, names = router.db_for_write(Position), stored_names(Position)
+    positions = [Position.from_db(alias, names, row) for row in rows]
+    own = next((p for p in positions if p.decision_id == decision.pk), None)
+    adopted = next((p for p in positions if p.decision_id is None), None)
     return own, adopted
+
+
+def _position_locked_read(*, decision_id: int, account_id: int, instrument_id: int, side: str):
+    first_entry = (Order.objects.filter(decision_id=decision_id, account_id=account_id, leg__startswith="entry")
+                   .order_by("created_at", "pk").values("created_at")[:1])
+    adoptable = Q(instrument_id=instrument_id, status=Position.Status.OPEN, decision__isnull=True,
+                  side=side, opened_at__gte=Subquery(first_entry))
+    return (Position.objects.select_for_update().filter(Q(decision_id=decision_id) | adoptable, account_id=account_id)
+            .order_by("pk").values_list(*stored_names(Position)))
 
 
 def _open(decision: Decision, account: Account, adopted: Position | None, quantity: Decimal, price: Decimal,
@@ -183,12 +202,13 @@ def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal,
 
 def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
                         trail_atr_multiple: Decimal | None = None,
-                        liquidation_of: LiquidationOf | None = None) -> tuple[Position | None, str]:
+                        liquidation_of: LiquidationOf | None = None,
+                        audit: AuditBatch | None = None) -> tuple[Position | None, str]:
     """Open or grow the decision's position to what its entry orders filled; return it and what changed.
 
     The change is "opened", "grown" or "" (nothing to do). Entry fees are booked on the position.
     `liquidation_of(position)` gives an opened or grown position its liquidation price (paper) in
-    the same write.
+    the same write. With `audit` the position's record is queued there.
     """
     last_entry, fills = _entry_orders_filled(decision, account)
     quantity = sum((q for q, _, _ in fills), Decimal(0))
@@ -207,7 +227,8 @@ def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
                 change = "grown" if _grow(position, quantity, price, fee, liquidation_of) else ""
             if change:
                 audit_order_id(last_entry, now, {"action": f"position_{change}", "position": position.pk,
-                                                 "quantity": position.quantity, "entry_price": position.entry_price})
+                                                 "quantity": position.quantity, "entry_price": position.entry_price},
+                               audit)
                 broadcast_on_commit("position", position_payload(position))
     except IntegrityError:
         # Another open position on the instrument (one per account and instrument): not this decision's.

@@ -151,17 +151,23 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) 
 
     An order with nothing filled in the books (a fresh one) gets its fills in one insert; should
     one exist after all, or the order has fills, each is looked up first. The order's filled
-    quantity and average price then come from one read of all its fills.
+    quantity and average price then come from one read of all its fills, unless the rows just
+    written fill the whole order (a market order's usual answer).
     """
-    added = None
-    if fills and not order.filled_quantity:
+    added, fresh = None, fills and not order.filled_quantity
+    if fresh:
         added = _fills_insert(order, fills)
     if added is None:
         added = _fills_insert_each(order, fills)
     for row in added:
         broadcast_on_commit("fill", fill_payload(row, order))
         crash_point("fill.booked", order.leg)
-    booked = list(order.fills.values_list("quantity", "price"))
+    if fresh and len(added) == len(fills) and sum(row.quantity for row in added) == order.quantity:
+        # Every fill went in and they fill the whole order: no venue fills an order beyond its
+        # quantity, so no other fill of it can exist and these rows are all of them.
+        booked = [(row.quantity, row.price) for row in added]
+    else:
+        booked = list(order.fills.values_list("quantity", "price"))
     filled = sum((quantity for quantity, _ in booked), Decimal(0))
     if filled:
         notional = sum((quantity * price for quantity, price in booked), Decimal(0))
@@ -173,9 +179,11 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime,
                        audit: AuditBatch | None = None) -> Order:
     """Record the venue's answer to a send: state, fills (each once) and average price.
 
-    With `audit`, its records are queued there for the caller's transaction to append.
+    With `audit`, its records are queued there for the caller's transaction to append. Inside a
+    caller's transaction it takes no savepoint (two round trips an order): a failure here undoes
+    the caller's work too, as the entry's and the exit's single transactions need anyway.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order.exchange_order_id = report.exchange_order_id or order.exchange_order_id
         order.updated_at = now
         added = _book_fills(order, report.fills)
@@ -214,14 +222,23 @@ def order_apply_venue(*, order: Order, venue: VenueOrder, broker: Broker, now: d
     return order_apply_report(order=order, report=report, now=now)
 
 
-def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: datetime) -> Order:
-    """Send a committed order once; an unknown outcome becomes a query, never a blind resend."""
+def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: datetime,
+               audit: AuditBatch | None = None) -> Order:
+    """Send a committed order once; an unknown outcome becomes a query, never a blind resend.
+
+    With `audit` (the paper venue's one-transaction entry, `execution.services.position_open`), the
+    report's records are queued there. An unknown outcome is a venue's answer only: its query path
+    appends its records at once, so it refuses a batch rather than put the chain out of order.
+    """
     intent = intent_of(order)
     crash_point("order.committed", order.leg)
     try:
         report = broker.submit(intent, reference_price=reference_price, ts_ms=_ms(now),
                                tick_size=order.instrument.tick_size)
     except (UnknownOutcome, DuplicateClientId) as exc:
+        if audit is not None:
+            raise transaction.TransactionManagementError(
+                f"order {order.client_order_id}: an unknown outcome cannot be resolved inside a batched entry") from exc
         with transaction.atomic():
             if isinstance(exc, DuplicateClientId):
                 order.acknowledged = True  # -4116: it exists at the venue
@@ -232,10 +249,10 @@ def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: d
         return order_resolve(order=order, broker=broker, now=now, force=True)
     except OrderRejected as exc:
         report = ExecutionReport(order.client_order_id, "rejected", reason=str(exc))
-        order_apply_report(order=order, report=report, now=now)
+        order_apply_report(order=order, report=report, now=now, audit=audit)
         raise
     crash_point("order.replied", order.leg)
-    return order_apply_report(order=order, report=report, now=now)
+    return order_apply_report(order=order, report=report, now=now, audit=audit)
 
 
 def order_resolve(*, order: Order, broker: Broker, now: datetime, force: bool = False) -> Order:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -34,6 +35,7 @@ from execution.orders import order_apply_report
 from execution.selectors import balance_written, last_close
 from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
 from market.timeframes import TIMEFRAME_MS
+from tradingbot.compiled_reads import rows_compiled
 
 logger = logging.getLogger(__name__)
 S = OrderState
@@ -101,12 +103,13 @@ class PaperVenue:
         A resting limit stays in the book as that row. Without a positive `reference_price` (a
         resend knows none for a market order) the last closed price is used.
         """
-        row = (Order.objects.filter(account=self.account, client_order_id=intent.client_order_id)
-               .select_related("instrument").first())
-        if row is not None and row.acknowledged:
+        # Compiled once (tradingbot.compiled_reads): every paper order is looked up here.
+        row = next(iter(rows_compiled("paper order by client id", Order, _order_seen_read, account_id=self.account.pk,
+                                      client_order_id=intent.client_order_id)), None)
+        if row is not None and row[0]:
             raise DuplicateClientId(f"-4116 ClientOrderId is duplicated: {intent.client_order_id}")
         if reference_price <= 0:
-            close = last_close(instrument=row.instrument, now=self.clock()) if row is not None else None
+            close = last_close(instrument=Instrument.objects.get(pk=row[1]), now=self.clock()) if row else None
             if close is None:
                 raise OrderRejected(f"paper venue has no price to answer {intent.client_order_id}")
             reference_price = close[0]
@@ -186,23 +189,39 @@ class PaperVenue:
                 for p in rows.select_related("instrument").order_by("ts", "pk")]
 
 
+def _order_seen_read(*, account_id: int, client_order_id: str):
+    """(acknowledged, instrument) of the account's order with this client id: what the paper venue knows of it."""
+    return Order.objects.filter(account_id=account_id, client_order_id=client_order_id).values_list(
+        "acknowledged", "instrument_id")[:1]
+
+
 def _closed_bars(instrument: Instrument, since: datetime, now: datetime, *, strictly_after: bool,
                  fields: tuple[str, ...]) -> tuple[int, list[tuple]]:
     """Return (bar length ms, rows) of the finest stored bars opened from `since` and closed by `now`."""
-    start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
     # Every timeframe in one read, each bounded by its own close: the finest stored one usually
-    # has the one bar since the last check, the coarser ones a fraction of a bar each.
-    closed = Q()
-    for timeframe in BAR_TIMEFRAMES:
-        closed |= Q(timeframe=timeframe, open_time__lte=now - timedelta(milliseconds=TIMEFRAME_MS[timeframe]))
+    # has the one bar since the last check, the coarser ones a fraction of a bar each. Read on
+    # every cycle with an open position: compiled once per shape (tradingbot.compiled_reads).
+    opened_by = {f"opened_by_{k}": now - timedelta(milliseconds=TIMEFRAME_MS[timeframe])
+                 for k, timeframe in enumerate(BAR_TIMEFRAMES)}
+    build = partial(_closed_bars_read, strictly_after=strictly_after, fields=fields)
     by_timeframe: dict[str, list[tuple]] = {}
-    for timeframe, *row in (Candle.objects.filter(closed, instrument=instrument, **start)
-                            .order_by("open_time").values_list("timeframe", *fields)):
+    for timeframe, *row in rows_compiled(("closed bars", strictly_after, fields), Candle, build,
+                                         instrument_id=instrument.pk, since=since, **opened_by):
         by_timeframe.setdefault(timeframe, []).append(tuple(row))
     for timeframe in BAR_TIMEFRAMES:
         if timeframe in by_timeframe:
             return TIMEFRAME_MS[timeframe], by_timeframe[timeframe]
     return 0, []
+
+
+def _closed_bars_read(*, instrument_id: int, since: datetime, strictly_after: bool, fields: tuple[str, ...],
+                      **opened_by: datetime):
+    start = {"open_time__gt": since} if strictly_after else {"open_time__gte": since}
+    closed = Q()
+    for k, timeframe in enumerate(BAR_TIMEFRAMES):
+        closed |= Q(timeframe=timeframe, open_time__lte=opened_by[f"opened_by_{k}"])
+    return (Candle.objects.filter(closed, instrument_id=instrument_id, **start).order_by("open_time")
+            .values_list("timeframe", *fields))
 
 
 def paper_order_match(*, order: Order, now: datetime, participation: Decimal,
@@ -351,11 +370,17 @@ def paper_funding_apply(*, account: Account, now: datetime,
     return booked
 
 
+def _mark_points_read(*, instrument_id: int, start: datetime, end: datetime):
+    # Read with the bars on every cycle with an open position: compiled once (tradingbot.compiled_reads).
+    return DerivativesSample.objects.filter(
+        instrument_id=instrument_id, kind=DerivativesKind.MARK_INDEX, mark_price__isnull=False,
+        ts__gte=start, ts__lt=end).values_list("ts", "period", "mark_price")
+
+
 def _mark_points(instrument: Instrument, first_open: datetime, end: datetime, step_ms: int) -> dict[int, list]:
     """Return {bar open ms: [(ms, mark)] from the bar's open to its close}, from the finest mark klines."""
-    rows = list(DerivativesSample.objects.filter(
-        instrument=instrument, kind=DerivativesKind.MARK_INDEX, mark_price__isnull=False,
-        ts__gte=first_open - timedelta(milliseconds=step_ms), ts__lt=end).values_list("ts", "period", "mark_price"))
+    rows = rows_compiled("mark points", DerivativesSample, _mark_points_read, instrument_id=instrument.pk,
+                         start=first_open - timedelta(milliseconds=step_ms), end=end)
     finest = min((_period_ms(p) for _, p, _ in rows if 0 < _period_ms(p) <= step_ms), default=0)
     points: dict[int, list] = {}
     for ts, period, mark in rows:

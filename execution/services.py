@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import F, Q
 
 from dashboard.events import broadcast_on_commit
-from decisions.audit_services import audit_batched
+from decisions.audit_services import AuditBatch, audit_batched
 from decisions.models import Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
@@ -23,12 +23,12 @@ from execution.entries import (LIMIT_TYPES, entries_to_sync, entries_work, entry
                                entry_working, reprice_horizon_s)
 from execution.paper_venue import (BOOK_STATES, PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match,
                                    position_liquidation_price)
-from execution.oms import OrderIntent, make_intent_id
+from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.order_states import OrderState
 from execution.protective import protection_place
 from execution.selectors import balance_written, equity_now, last_close, position_get_open, unrealized_pnl
 from market.models import Instrument
-from tradingbot.compiled_reads import rows_compiled
+from tradingbot.compiled_reads import rows_compiled, stored_names
 from tradingbot.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,22 @@ FUNDING_PERIOD_MS = 8 * 3_600_000      # Binance settles funding at 00:00, 08:00
 
 
 def account_ensure(*, name: str = "paper") -> Account:
-    """Return the paper account, creating it with the configured starting balance."""
+    """Return the account named `name`, creating a paper one with the configured starting balance.
+
+    Read at the start of every engine cycle: compiled once (tradingbot.compiled_reads).
+    """
+    rows = rows_compiled("account by name", Account, _account_read, name=name)
+    if rows:
+        return Account.from_db(router.db_for_read(Account), stored_names(Account), rows[0])
     start = Decimal(settings.PAPER_STARTING_EQUITY_USDT)
     account, _ = Account.objects.get_or_create(
         name=name, defaults={"broker": Account.Broker.PAPER, "starting_balance_usdt": start, "balance_usdt": start}
     )
     return account
+
+
+def _account_read(*, name: str):
+    return Account.objects.filter(name=name).values_list(*stored_names(Account))
 
 
 def broker_for(account: Account, config: TradingConfig, *, now: datetime | None = None) -> Broker:
@@ -71,11 +81,16 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     chases it and opens the position at its first fill (`execution.entries`). `config` is the
     caller's configuration of this cycle (read here when not given).
     """
-    order = entry_submit(decision=decision, account=account, broker=broker, now=now,
-                         reference_price=reference_price or decision.entry_price, order_type=order_type,
-                         config=config)
-    position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
-                                  trail_atr_multiple=trail_atr_multiple, config=config)
+    reference_price = reference_price or decision.entry_price
+    if getattr(broker, "simulates_exits", False):
+        order, position, change = _paper_entry(decision=decision, account=account, broker=broker, now=now,
+                                               reference_price=reference_price, order_type=order_type,
+                                               trail_atr_multiple=trail_atr_multiple, config=config)
+    else:
+        order = entry_submit(decision=decision, account=account, broker=broker, now=now,
+                             reference_price=reference_price, order_type=order_type, config=config)
+        position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
+                                      trail_atr_multiple=trail_atr_multiple, config=config)
     if position is None:
         return None
     if change and not getattr(broker, "simulates_exits", False):
@@ -89,17 +104,45 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
     return position
 
 
+def _paper_entry(*, decision: Decision, account: Account, broker: Broker, now: datetime, reference_price: Decimal,
+                 order_type: str, trail_atr_multiple: Decimal | None,
+                 config: TradingConfig | None) -> tuple[Order, Position | None, str]:
+    """Enter on the paper venue in one transaction: the order, its answer, its fills, the position, the audit.
+
+    The paper venue's answer is a computation on this database, not a network call, so nothing has
+    to be committed before it (a venue order is, for reconciliation to find): a crash leaves no
+    order, fill or position at all rather than an order without its position. The records go in
+    with one head lock. A refused order is kept, with its records, and the refusal raised after.
+    """
+    refused = None
+    with transaction.atomic(), audit_batched() as audit:
+        try:
+            order = entry_submit(decision=decision, account=account, broker=broker, now=now,
+                                 reference_price=reference_price, order_type=order_type, config=config, audit=audit)
+        except OrderRejected as exc:
+            refused = exc   # the rejected order and its records commit with this block
+        else:
+            position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
+                                          trail_atr_multiple=trail_atr_multiple, config=config, audit=audit)
+    if refused is not None:
+        raise refused
+    return order, position, change
+
+
 def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: datetime,
                trail_atr_multiple: Decimal | None = None,
-               config: TradingConfig | None = None) -> tuple[Position | None, str]:
-    """Open or grow the decision's position from its entry fills; a paper one gets its liquidation price."""
+               config: TradingConfig | None = None, audit: AuditBatch | None = None) -> tuple[Position | None, str]:
+    """Open or grow the decision's position from its entry fills; a paper one gets its liquidation price.
+
+    With `audit` the position's record is queued there (the caller's transaction appends it).
+    """
     def liquidation_of(position: Position) -> Decimal | None:
         return position_liquidation_price(position, account, config or trading_config_get())
 
     # Set in the position's own write: no second update, and never a paper position without it.
     simulated = getattr(broker, "simulates_exits", False)
     return entry_position_sync(decision=decision, account=account, now=now, trail_atr_multiple=trail_atr_multiple,
-                               liquidation_of=liquidation_of if simulated else None)
+                               liquidation_of=liquidation_of if simulated else None, audit=audit)
 
 
 def _limit_work_waiting(account: Account, instrument: Instrument, now: datetime, config: TradingConfig) -> bool:
@@ -246,6 +289,11 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
     return position
 
 
+def _balance_read(*, account_id: int):
+    # Read every engine cycle for the equity point: compiled once (tradingbot.compiled_reads).
+    return Account.objects.filter(pk=account_id).values_list("balance_usdt")
+
+
 def equity_record(*, account: Account, now: datetime, positions: list[Position] | None = None) -> EquityPoint:
     """Store the account's equity at `now` and publish it.
 
@@ -254,7 +302,7 @@ def equity_record(*, account: Account, now: datetime, positions: list[Position] 
     entry's fee, the kill switch closing a position), and a point without a close's realised PnL
     would be a false drawdown that the drawdown gates read.
     """
-    account.refresh_from_db(fields=["balance_usdt"])
+    (account.balance_usdt,), = rows_compiled("account balance", Account, _balance_read, account_id=account.pk)
     unrealized = unrealized_pnl(account=account, now=now, positions=positions).quantize(Decimal("0.00000001"))
     point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
                        values={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,

@@ -16,7 +16,7 @@ from execution.brokers.paper import LadderExit
 from execution.engine import cycle_run
 from execution.entries import entries_to_sync, entry_position_sync
 from execution.models import Account, EquityPoint, Fill, Order, Position
-from execution.oms import OrderIntent, make_intent_id
+from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.orders import order_apply_report, order_create_pending
 from execution.paper_venue import PaperVenue, _closed_bars, paper_funding_apply
 from execution.selectors import closes_remembered, last_close
@@ -61,14 +61,15 @@ def _statements(queries: CaptureQueriesContext) -> int:
                if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")))
 
 
-# An entry: the order committed with its record before the send, the report, the position from the fills.
-ENTRY_QUERIES = (1 + 3          # order row, its "created" record (head lock, insert, head update)
+# A paper entry, one transaction: order, the venue's answer, fills, order state, position, balance and the
+# three records under one head lock.
+ENTRY_QUERIES = (1              # order row (a second worker's copy is refused by its client id)
                  + 1            # the paper venue looks the client id up (a duplicate is refused)
-                 + 1 + 1 + 1 + 3  # fills in one insert, read back once, order row, "report"
+                 + 1 + 1        # fills in one insert (they fill the whole order: no read back), order row
                  + 1 + 1        # the entry orders with their fills (summed in Python), the decision's
                                 # (or an adopted) position locked
                  + 1 + 1        # position row with its liquidation price, entry fee off the balance
-                 + 3)           # the "position_opened" record, named after the last entry order
+                 + 3)           # "created", "report" and "position_opened" together
 
 
 def test_position_open_market_entry_books_order_fills_and_position_in_the_pinned_queries(market):
@@ -94,7 +95,7 @@ def test_position_open_market_entry_books_order_fills_and_position_in_the_pinned
 
 # An exit, one transaction: order, fill, order state, position, balance, three records under one head lock.
 EXIT_QUERIES = (1               # the order row (a second worker's copy is refused by its client id)
-                + 1 + 1 + 1     # fills in one insert, read back once, order row
+                + 1 + 1         # fills in one insert (the whole order: no read back), order row
                 + 1 + 1         # position row, balance
                 + 3)            # "created", "report" and "position_closed" together
 
@@ -368,11 +369,62 @@ def test_order_apply_report_fresh_order_books_its_fills_in_one_insert(market):
     order = _fresh_order(account, instrument, config)
 
     with CaptureQueriesContext(connection) as queries:
-        order_apply_report(order=order, report=_report(order, ("t1", "60000", "0.004"), ("t2", "60010", "0.006")),
-                           now=NOW)
+        applied = order_apply_report(order=order, now=NOW,
+                                     report=_report(order, ("t1", "60000", "0.004"), ("t2", "60010", "0.006")))
 
-    # one insert; the fills read back; the order row; the "report" record
+    # one insert; the fills fill the whole order, so no read back; the order row; the "report" record
+    assert _statements(queries) == 1 + 1 + 3
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.filled_quantity, stored.average_price) == (D("0.010"), (D("0.004") * 60000 + D("0.006") * 60010)
+                                                              / D("0.010"))
+    assert (applied.filled_quantity, applied.average_price) == (stored.filled_quantity, stored.average_price)
+
+
+def test_order_apply_report_fresh_order_partly_filled_reads_its_fills_back(market):
+    account, instrument, config = market
+    order = _fresh_order(account, instrument, config)
+    report = ExecutionReport(order.client_order_id, "partially_filled",
+                             _report(order, ("t1", "60000", "0.004")).fills, "x-1")
+
+    with CaptureQueriesContext(connection) as queries:
+        applied = order_apply_report(order=order, report=report, now=NOW)
+
+    # part of the order: another fill of it may be booked already, so the fills are read back
     assert _statements(queries) == 1 + 1 + 1 + 3
+    assert (applied.status, applied.filled_quantity, applied.average_price) == ("partially_filled", D("0.004"),
+                                                                               D("60000"))
+
+
+def test_position_open_paper_entry_failing_after_the_writes_leaves_no_order_fill_position_or_record(market,
+                                                                                                     monkeypatch):
+    account, instrument, config = market
+    decision = _decision(instrument)
+    monkeypatch.setattr("execution.services.position_payload", _boom)
+
+    with pytest.raises(RuntimeError):
+        _entered(account, instrument, config, decision)
+
+    assert not Order.objects.exists() and not Fill.objects.exists() and not Position.objects.exists()
+    assert not AuditRecord.objects.exists() and audit_verify().ok
+    assert Account.objects.get(pk=account.pk).balance_usdt == D("10000")
+
+
+def test_position_open_paper_entry_refused_keeps_the_rejected_order_with_its_records(market, monkeypatch):
+    account, instrument, config = market
+    decision = _decision(instrument)
+
+    def refuse(self, intent, **kwargs):
+        raise OrderRejected("-2019 Margin is insufficient")
+    monkeypatch.setattr("execution.brokers.paper.PaperBroker.submit", refuse)
+
+    with pytest.raises(OrderRejected, match="-2019"):
+        _entered(account, instrument, config, decision)
+
+    order = Order.objects.get(decision=decision)
+    assert (order.status, order.reject_reason) == ("rejected", "-2019 Margin is insufficient")
+    assert not Position.objects.exists() and not Fill.objects.exists()
+    assert [r.body["action"] for r in AuditRecord.objects.order_by("seq")] == ["created", "report"]
+    assert audit_verify().ok
 
 
 def test_order_create_pending_with_the_cycle_config_does_not_read_it(market):
