@@ -206,8 +206,8 @@ class Clock:
 class Subscriber:
     """A channel in the dashboards' "live" group; `arrival(event, ts)` returns when that message arrived.
 
-    On the in-memory layer (one process) the messages are read in this thread after the cycle: they
-    were queued during it, so the read time is the arrival. On Redis a thread with its own event
+    On the in-memory layer (one process) the messages are read in this thread after the cycle, in
+    one hop into an event loop: they were queued during it, so the read time is the arrival. On Redis a thread with its own event
     loop reads the channel as messages come and stamps each on arrival.
     """
 
@@ -228,20 +228,28 @@ class Subscriber:
             message = await self.layer.receive(self.channel)
             self.arrived.put((time.perf_counter_ns(), message))
 
-    def _next(self) -> tuple[int, dict]:
-        if self.arrived is not None:
-            return self.arrived.get(timeout=30)
-        from asgiref.sync import async_to_sync
-
-        message = async_to_sync(self.layer.receive)(self.channel)
-        return time.perf_counter_ns(), message
+    async def _read_until(self, event: str, ts: str) -> int:
+        while True:
+            message = await self.layer.receive(self.channel)
+            if _is(message, event, ts):
+                return time.perf_counter_ns()
 
     def arrival(self, event: str, ts: str) -> int:
         """Return the arrival time (perf_counter_ns) of `event` stamped `ts`, reading past the others."""
+        if self.arrived is None:
+            # One hop into an event loop reads the cycle's queued messages up to this one (a hop per
+            # message would add its ~1 ms thread-and-loop start to the figure each time).
+            from asgiref.sync import async_to_sync
+
+            return async_to_sync(self._read_until)(event, ts)
         while True:
-            at, message = self._next()
-            if message.get("event") == event and message.get("data", {}).get("ts") == ts:
+            at, message = self.arrived.get(timeout=30)
+            if _is(message, event, ts):
                 return at
+
+
+def _is(message: dict, event: str, ts: str) -> bool:
+    return message.get("event") == event and message.get("data", {}).get("ts") == ts
 
 
 def _iso(moment: datetime) -> str:
