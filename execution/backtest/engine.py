@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime
@@ -83,6 +84,11 @@ def backtest_run(*, config, starting_equity: Decimal, start: datetime, end: date
     closes = range(ms_of(start), last + 1, step)
     if workers > 1 and multiprocessing.current_process().daemon:
         logger.warning("backtest in a daemonic process cannot fork workers: analysing every bar in turn")
+        workers = 1
+    if workers > 1 and threading.current_thread() is not threading.main_thread():
+        # A fork copies the locks other threads hold at that instant, held, into a child that has
+        # none of those threads to release them: a worker can hang for ever. Only the main thread forks.
+        logger.info("backtest outside the main thread does not fork workers: analysing every bar in turn")
         workers = 1
     with AnalysesAhead(run, closes, workers) if workers > 1 else nullcontext() as ahead:
         run.analyses = ahead

@@ -1,5 +1,6 @@
 """Quiet bars: the rule's FLAT verdict found for a whole run at once equals the snapshot's, and skipping the
 analysis on those bars changes no record of a run."""
+import threading
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
@@ -97,3 +98,24 @@ def test_backtest_skipping_quiet_bars_or_analysing_ahead_records_what_the_full_p
     assert fast == full
     # The other bars' snapshots and flows analysed ahead on two processes: the same run again.
     assert ahead == full
+
+
+def test_backtest_outside_the_main_thread_analyses_in_turn_and_records_the_same_run(btc, monkeypatch):
+    c15, c5 = btc
+    data = [SymbolData(_spec(1, "BTCUSDT"), {"15m": c15, "5m": c5})]
+    config = TradingConfig(mode=Mode.ON, edge_threshold=0.5)
+    start = datetime.fromtimestamp((int(c15.open_time_ms[WARMUP_BARS]) + c15.step_ms) / 1000, tz=timezone.utc)
+    in_turn = backtest_run(symbols=data, config=config, starting_equity=D("10000"), start=start,
+                           skip_quiet_bars=False)
+    forks = []
+    monkeypatch.setattr("execution.backtest.analysis.multiprocessing.get_context",
+                        lambda method: forks.append(method))
+    got = {}
+
+    # A fork from a thread can copy a lock another thread holds into a worker that then hangs for ever.
+    thread = threading.Thread(target=lambda: got.update(run=backtest_run(
+        symbols=data, config=config, starting_equity=D("10000"), start=start, workers=2, skip_quiet_bars=False)))
+    thread.start()
+    thread.join()
+
+    assert forks == [] and got["run"] == in_turn
