@@ -51,8 +51,10 @@ def _facts_read(*, account_id: int, instrument_id: int, now: datetime, day_start
                 book_since: datetime, volume_from: datetime, volume_to: datetime) -> QuerySet:
     points = EquityPoint.objects.filter(account_id=account_id)
     facts = {
-        # The peak and both lows as the account's points have them.
-        "peak": _one(points.filter(ts__lte=now), Func(F("equity_usdt"), function="MAX")),
+        # The peak and both lows as the account's points have them. The peak is the first point of
+        # the (account, equity, ts) index from the top at or before `now`, not a MAX over every point
+        # ever recorded (one a cycle: a scan that grew without end).
+        "peak": _one(points.filter(ts__lte=now).order_by("-equity_usdt")[:1], "equity_usdt"),
         "day_low": _one(points.filter(ts__gte=day_start), Func(F("equity_usdt"), function="MIN")),
         "week_low": _one(points.filter(ts__gte=week_start), Func(F("equity_usdt"), function="MIN")),
         # The equity of the last point at or before each start.

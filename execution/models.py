@@ -201,6 +201,10 @@ class EquityPoint(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "ts"], name="uniq_equity_point")]
+        # The risk facts (decisions.risk_state): the peak from the top of the first, the day's and
+        # the week's lows and start equities from the second alone.
+        indexes = [models.Index(fields=["account", "equity_usdt", "ts"], name="equity_account_value_ts"),
+                   models.Index(fields=["account", "ts", "equity_usdt"], name="equity_account_ts_value")]
         ordering = ["ts"]
 
     def __str__(self):

@@ -1,6 +1,7 @@
 """Reads for the execution stage."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -8,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
-from django.db import router
+from django.db import connections, router
+from django.db.models import QuerySet
 
 from execution.brokers.paper import position_pnl
 from execution.models import Account, EquityPoint, Position
@@ -28,7 +30,13 @@ def account_get(name: str = "paper") -> Account:
 
 
 def position_get_open(*, account: Account, instrument: Instrument) -> Position | None:
-    """Return the open position of `instrument`, or None."""
+    """Return the open position of `instrument`, or None.
+
+    Inside positions_remembered() it is the one of positions_open (with its instrument), which the
+    cycle's decision and equity point then read again without a query while nothing writes positions.
+    """
+    if _open_positions.get() is not None:
+        return next((p for p in positions_open(account) if p.instrument_id == instrument.pk), None)
     return Position.objects.filter(account=account, instrument=instrument, status=Position.Status.OPEN).first()
 
 
@@ -76,12 +84,17 @@ def _close_at(instrument: Instrument, now: datetime, timeframe: str) -> tuple[De
     step_ms = timeframe_ms(timeframe)
     if int(now.timestamp() * 1000) % step_ms:     # `now` is no boundary of this timeframe
         return None
-    # order_by(): the default ordering would join the instrument for a row the unique key finds.
-    close = next(iter(Candle.objects.filter(instrument=instrument, timeframe=timeframe,
-                                            open_time=now - timedelta(milliseconds=step_ms))
-                      .order_by().values_list("close", flat=True)[:1]), None)
+    # Read every cycle: compiled once (tradingbot.compiled_reads).
+    rows = rows_compiled("close at", Candle, _close_at_read, instrument_id=instrument.pk, timeframe=timeframe,
+                         open_time=now - timedelta(milliseconds=step_ms))
     # Nothing closes later than `now`: a bar of another timeframe closing then too is a tie.
-    return (close, now) if close is not None else None
+    return (rows[0][0], now) if rows else None
+
+
+def _close_at_read(*, instrument_id: int, timeframe: str, open_time: datetime) -> QuerySet:
+    # order_by(): the default ordering would join the instrument for a row the unique key finds.
+    return (Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe, open_time=open_time)
+            .order_by().values_list("close")[:1])
 
 
 def _last_close(instrument: Instrument, now: datetime) -> tuple[Decimal, datetime] | None:
@@ -134,20 +147,81 @@ def balance_refresh(account: Account) -> None:
             written.discard(account.pk)
 
 
-def positions_open(account: Account) -> list[Position]:
-    """Return the account's open positions with their instruments.
+@dataclass
+class _OpenPositions:
+    """One cycle's last read of open positions ({account id: rows}), kept until a write to the positions table."""
 
-    Read twice every engine cycle (for the decision, then the equity point): compiled once
-    (tradingbot.compiled_reads), each row made into the two models as select_related makes them.
+    alias: str
+    rows: dict[int, list[tuple]] = field(default_factory=dict)
+
+    def keeps(self) -> bool:
+        # Only what a read outside a transaction saw: no rollback can take a row of it back, and a
+        # read inside a transaction keeps the snapshot and locks that transaction expects.
+        return not connections[self.alias].in_atomic_block
+
+
+_open_positions: ContextVar[_OpenPositions | None] = ContextVar("open_positions", default=None)
+
+
+@contextmanager
+def positions_remembered() -> Iterator[None]:
+    """Inside the block, positions_open answers from its last read until anything writes the positions table.
+
+    For one engine cycle: its exits, decision and equity point read the open positions three times,
+    and most cycles change none. Every statement this connection runs passes a watch that drops
+    the kept rows before any statement other than a SELECT naming the positions table (an entry
+    that opens one, an exit, a funding booking) runs. Only reads made outside a transaction are
+    kept. A write another process commits while the cycle runs shows in the next cycle (before, in
+    the cycle's next read): the cycle never ordered itself against other processes' writes.
     """
+    alias = router.db_for_read(Position)
+    if router.db_for_write(Position) != alias:     # the watch sees one connection's writes only
+        yield
+        return
+    memo = _OpenPositions(alias)
+    table = Position._meta.db_table
+
+    def watch(execute, sql, params, many, context):
+        if memo.rows and table in sql and not sql.lstrip("( \n").upper().startswith("SELECT"):
+            memo.rows.clear()
+        return execute(sql, params, many, context)
+
+    token = _open_positions.set(memo)
+    try:
+        with connections[alias].execute_wrapper(watch):
+            yield
+    finally:
+        _open_positions.reset(token)
+
+
+def positions_open(account: Account, *, fresh: bool = False) -> list[Position]:
+    """Return the account's open positions with their instruments, newest first.
+
+    Read up to three times every engine cycle (exits, decision, equity point): compiled once
+    (tradingbot.compiled_reads), each row made into the two models as select_related makes them;
+    inside positions_remembered() read again only after a write, or when `fresh` is asked for.
+    """
+    memo = _open_positions.get()
+    rows = memo.rows.get(account.pk) if memo is not None and memo.keeps() and not fresh else None
+    if rows is None:
+        rows = rows_compiled("open positions", Position, _positions_open_read, account_id=account.pk)
+        if memo is not None and memo.keeps():
+            memo.rows[account.pk] = rows
     alias = router.db_for_read(Position)
     position_names, instrument_names = stored_names(Position), stored_names(Instrument)
     out = []
-    for row in rows_compiled("open positions", Position, _positions_open_read, account_id=account.pk):
+    for row in rows:
+        row = _unshared(row)
         position = Position.from_db(alias, position_names, row[:len(position_names)])
         position.instrument = Instrument.from_db(alias, instrument_names, row[len(position_names):])
         out.append(position)
     return out
+
+
+def _unshared(row: tuple) -> tuple:
+    # A kept row makes new models on every answer: its lists (the take-profit ladder) are copied so
+    # that a caller changing one in place changes no other answer.
+    return tuple(copy.deepcopy(v) if isinstance(v, (list, dict)) else v for v in row)
 
 
 def _positions_open_read(*, account_id: int):

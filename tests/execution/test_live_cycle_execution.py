@@ -207,10 +207,10 @@ def test_cycle_equity_point_takes_the_balance_a_web_process_wrote_during_the_cyc
     _bar(instrument, "15m", NOW)
     real = engine.positions_open
 
-    def closed_by_the_kill_switch_meanwhile(of_account):
+    def closed_by_the_kill_switch_meanwhile(of_account, **kwargs):
         # Another process books a close's realised PnL after the cycle read the account.
         Account.objects.filter(pk=of_account.pk).update(balance_usdt=D("12345.67"))
-        return real(of_account)
+        return real(of_account, **kwargs)
 
     monkeypatch.setattr(engine, "positions_open", closed_by_the_kill_switch_meanwhile)
     cycle_run(now=NOW + M15, decide=False)
