@@ -80,7 +80,9 @@ def entry_submit(*, decision: Decision, account: Account, broker: Broker, now: d
     if not created:
         logger.info("intent %s already sent; not sending again", intent.client_order_id)
         return order
-    return order_send(order=order, broker=broker, reference_price=reference_price, now=now, audit=audit)
+    # Created inside a transaction (the paper entry's): uncommitted, so no fill of it can be booked yet.
+    return order_send(order=order, broker=broker, reference_price=reference_price, now=now, audit=audit,
+                      created_here=transaction.get_connection().in_atomic_block)
 
 
 def entry_orders(decision: Decision, account: Account):

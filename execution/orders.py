@@ -123,9 +123,17 @@ def _fill_row(order: Order, fill: FillReport) -> Fill:
                 quantity=fill.quantity, fee_usdt=fill.fee_usdt, liquidity=fill.liquidity)
 
 
-def _fills_insert(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[Fill] | None:
-    """Insert every fill in one statement and return the rows; None when one of them was booked already."""
+def _fills_insert(order: Order, fills: tuple[FillReport, ...] | list[FillReport],
+                  created_here: bool = False) -> list[Fill] | None:
+    """Insert every fill in one statement and return the rows; None when one of them was booked already.
+
+    `created_here`: the order row was inserted by the caller's open transaction, so no other
+    transaction can have booked a fill of it (none sees the row yet): no savepoint (two round trips).
+    """
     rows = [_fill_row(order, fill) for fill in fills]
+    if created_here:
+        Fill.objects.bulk_create(rows)
+        return rows
     try:
         with transaction.atomic():      # a savepoint: a conflict must not break the caller's transaction
             Fill.objects.bulk_create(rows)
@@ -146,7 +154,8 @@ def _fills_insert_each(order: Order, fills: tuple[FillReport, ...] | list[FillRe
     return added
 
 
-def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) -> list[str]:
+def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport],
+                created_here: bool = False) -> list[str]:
     """Store fills not booked yet (by order and trade id); return the trade ids added.
 
     An order with nothing filled in the books (a fresh one) gets its fills in one insert; should
@@ -156,7 +165,7 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) 
     """
     added, fresh = None, fills and not order.filled_quantity
     if fresh:
-        added = _fills_insert(order, fills)
+        added = _fills_insert(order, fills, created_here)
     if added is None:
         added = _fills_insert_each(order, fills)
     for row in added:
@@ -176,17 +185,18 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport]) 
 
 
 def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime,
-                       audit: AuditBatch | None = None) -> Order:
+                       audit: AuditBatch | None = None, created_here: bool = False) -> Order:
     """Record the venue's answer to a send: state, fills (each once) and average price.
 
     With `audit`, its records are queued there for the caller's transaction to append. Inside a
     caller's transaction it takes no savepoint (two round trips an order): a failure here undoes
     the caller's work too, as the entry's and the exit's single transactions need anyway.
+    `created_here`: the caller's open transaction inserted the order (see `_fills_insert`).
     """
     with transaction.atomic(savepoint=False):
         order.exchange_order_id = report.exchange_order_id or order.exchange_order_id
         order.updated_at = now
-        added = _book_fills(order, report.fills)
+        added = _book_fills(order, report.fills, created_here)
         target = report.status
         if report.fills and target not in ("filled", "partially_filled"):
             target = "filled" if order.filled_quantity >= order.quantity else "partially_filled"
@@ -223,7 +233,7 @@ def order_apply_venue(*, order: Order, venue: VenueOrder, broker: Broker, now: d
 
 
 def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: datetime,
-               audit: AuditBatch | None = None) -> Order:
+               audit: AuditBatch | None = None, created_here: bool = False) -> Order:
     """Send a committed order once; an unknown outcome becomes a query, never a blind resend.
 
     With `audit` (the paper venue's one-transaction entry, `execution.services.position_open`), the
@@ -252,7 +262,7 @@ def order_send(*, order: Order, broker: Broker, reference_price: Decimal, now: d
         order_apply_report(order=order, report=report, now=now, audit=audit)
         raise
     crash_point("order.replied", order.leg)
-    return order_apply_report(order=order, report=report, now=now, audit=audit)
+    return order_apply_report(order=order, report=report, now=now, audit=audit, created_here=created_here)
 
 
 def order_resolve(*, order: Order, broker: Broker, now: datetime, force: bool = False) -> Order:

@@ -261,7 +261,7 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
         # A stop is a market order and slips; a take-profit is a resting limit and fills at its price.
         report = broker.fill_at(intent, exit_.price, int(now.timestamp() * 1000), slip=exit_.reason == "stop",
                                 tick_size=position.instrument.tick_size)
-        order = order_apply_report(order=order, report=report, now=now, audit=audit)
+        order = order_apply_report(order=order, report=report, now=now, audit=audit, created_here=True)
         exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
         gross = position_pnl(position.side, order.filled_quantity, position.entry_price, order.average_price)
         position.quantity -= order.filled_quantity

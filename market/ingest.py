@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 
 from market.models import Candle, CandleSeries, DerivativesSample
+from tradingbot.compiled_reads import rows_compiled
 from tradingbot.upsert import row_upsert
 
 CANDLE_COLUMNS = [
@@ -135,6 +136,11 @@ def _aware_range(open_time_ms: np.ndarray) -> tuple[datetime, datetime]:
             datetime.fromtimestamp(int(open_time_ms.max()) / 1000, tz=dt_timezone.utc))
 
 
+def _newest_read(*, instrument_id: int, timeframe: str):
+    return (Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe).order_by("-open_time")
+            .values_list("open_time")[:1])
+
+
 def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -> int:
     """Insert or update candles; return how many new rows the table gained.
 
@@ -154,7 +160,9 @@ def candles_upsert(*, instrument_id: int, timeframe: str, frame: pd.DataFrame) -
     series = Candle.objects.filter(instrument_id=instrument_id, timeframe=timeframe)
     table, keys = Candle._meta.db_table, {"instrument_id": int(instrument_id), "timeframe": timeframe}
     with transaction.atomic():
-        newest = series.order_by("-open_time").values_list("open_time", flat=True).first()
+        # Read on every write of a closed candle: compiled once (tradingbot.compiled_reads).
+        newest = next((row[0] for row in rows_compiled("newest candle", Candle, _newest_read,
+                                                       instrument_id=int(instrument_id), timeframe=timeframe)), None)
         if (newest is None or first > newest) and len(np.unique(open_time_ms)) == len(times):
             # Only newer bars, each once (a closed candle, a resumed backfill): nothing stored can
             # change, so the two counts a rewrite needs are skipped. On MariaDB a count above one

@@ -61,6 +61,10 @@ def _statements(queries: CaptureQueriesContext) -> int:
                if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")))
 
 
+def _savepoints(queries: CaptureQueriesContext) -> int:
+    return sum(1 for q in queries.captured_queries if q["sql"].startswith("SAVEPOINT"))
+
+
 # A paper entry, one transaction: order, the venue's answer, fills, order state, position, balance and the
 # three records under one head lock.
 ENTRY_QUERIES = (1              # order row (a second worker's copy is refused by its client id)
@@ -80,6 +84,9 @@ def test_position_open_market_entry_books_order_fills_and_position_in_the_pinned
         position = _entered(account, instrument, config, decision)
 
     assert _statements(queries) == ENTRY_QUERIES
+    # Savepoints only where a conflict is caught and the entry goes on: the order's client id and the
+    # position's one-per-instrument key (the third is the entry's own block inside the test's transaction).
+    assert _savepoints(queries) == 3
     order = Order.objects.get(leg="entry")
     fill = order.fills.get()
     assert (order.status, order.filled_quantity, order.average_price) == ("filled", fill.quantity, fill.price)
@@ -111,6 +118,7 @@ def test_position_reduce_books_the_exit_and_its_three_records_in_one_transaction
                                  exit_=LadderExit("tp1", "target", D("61000"), position.quantity), config=config)
 
     assert _statements(queries) == EXIT_QUERIES
+    assert _savepoints(queries) == 2     # the exit's own block (in the test's transaction), the client id
     exit_order = Order.objects.get(leg="tp1")
     assert (exit_order.status, exit_order.decision_id) == ("filled", position.decision_id)
     assert (closed.status, closed.exit_reason, closed.exit_price) == ("closed", "target", exit_order.average_price)

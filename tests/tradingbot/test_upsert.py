@@ -40,3 +40,16 @@ def test_row_upsert_with_a_value_that_cannot_be_stored_raises_and_leaves_the_tra
                        values={"crowd_bias": 0.1, "trap_index": 0.2, "global_risk_score": 0.3, "warnings": [],
                                "parts": {}, "inputs": {"bad": {1, 2}}})
         assert not Flow.objects.exists()        # the caller's transaction still answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_row_upsert_outside_a_transaction_is_the_one_statement_alone():
+    account = account_ensure(name="paper")
+    values = {"balance_usdt": Decimal("100"), "unrealized_pnl_usdt": Decimal("0"), "equity_usdt": Decimal("100")}
+
+    with CaptureQueriesContext(connection) as queries:
+        point = row_upsert(EquityPoint, keys={"account": account, "ts": TS}, values=values)
+
+    # No BEGIN and COMMIT around it (bulk_create's own transaction): one statement is atomic alone.
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    assert EquityPoint.objects.get(pk=point.pk).equity_usdt == Decimal("100")
