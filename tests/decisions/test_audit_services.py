@@ -42,6 +42,22 @@ def test_audit_append_links_records_from_genesis():
 
 
 @pytest.mark.django_db
+def test_audit_extend_is_three_statements_and_returns_the_stored_records_with_their_pks():
+    append_many(1)
+    with CaptureQueriesContext(connection) as queries:
+        rows = audit_extend([("decision", "engine", "decision:1", {"n": 1}), ("gate", "engine", "decision:1", {"n": 2})],
+                            now=datetime(2026, 11, 26, tzinfo=UTC))
+
+    # The head locked and read, the records in one insert, the head moved: nothing else.
+    assert [q["sql"].split()[0] for q in queries.captured_queries
+            if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))] == ["SELECT", "INSERT", "UPDATE"]
+    stored = list(AuditRecord.objects.filter(seq__gt=1).order_by("seq").values_list("pk", "seq", "hash"))
+    assert [(r.pk, r.seq, r.hash) for r in rows] == stored and all(r.pk for r in rows)
+    assert (AuditHead.objects.get().seq, AuditHead.objects.get().hash) == (3, rows[-1].hash)
+    assert audit_verify().ok
+
+
+@pytest.mark.django_db
 def test_audit_append_stores_body_in_canonical_form():
     record = append_many(1)[0]
 
