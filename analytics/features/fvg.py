@@ -189,16 +189,20 @@ def _check_cap(max_open: int) -> None:
         raise ValueError(f"max_open must be at least 1, got {max_open}")
 
 
+def _inputs(high, low, close, atr_period: int, max_open: int, atr_values: np.ndarray | None) -> tuple:
+    """Return (high, low, ATR) as float64 arrays, the ATR computed unless the caller passed it."""
+    _check_cap(max_open)
+    high, low, close = (np.asarray(a, np.float64) for a in (high, low, close))
+    return high, low, (atr(high, low, close, atr_period) if atr_values is None else atr_values)
+
+
 def fvg_series(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: int = 14,
                max_open: int = MAX_OPEN_GAPS, atr_values: np.ndarray | None = None) -> FvgSeries:
     """Return the gap view at every bar from float64 arrays (finite prices, high >= low).
 
     `atr_values`, when given, must be `atr(high, low, close, atr_period)`: a caller that has it saves the work.
     """
-    _check_cap(max_open)
-    high, low, close = (np.asarray(a, np.float64) for a in (high, low, close))
-    if atr_values is None:
-        atr_values = atr(high, low, close, atr_period)
+    high, low, atr_values = _inputs(high, low, close, atr_period, max_open, atr_values)
     bull = _side(high, low, atr_values, max_open)
     bear = _side(-low, -high, atr_values, max_open)
     gap = bull["new"].astype(np.int8) - bear["new"].astype(np.int8)
@@ -256,10 +260,7 @@ def fvg_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: i
     A snapshot reads only the last bar, and the per-bar view of the nearest gap is most of
     `fvg_series`' work. `atr_values` as in `fvg_series`.
     """
-    _check_cap(max_open)
-    high, low, close = (np.asarray(a, np.float64) for a in (high, low, close))
-    if atr_values is None:
-        atr_values = atr(high, low, close, atr_period)
+    high, low, atr_values = _inputs(high, low, close, atr_period, max_open, atr_values)
     bull = _side_last(high, low, atr_values, max_open)
     bear = _side_last(-low, -high, atr_values, max_open)
     nan = float("nan")

@@ -9,7 +9,6 @@ from django.test.utils import CaptureQueriesContext
 
 from decisions.audit_services import audit_batched, audit_verify
 from decisions.models import AuditRecord, Decision
-from decisions.selectors import trading_config_get
 from execution import engine
 from execution.brokers.base import ExecutionReport, FillReport
 from execution.brokers.paper import LadderExit
@@ -23,19 +22,11 @@ from execution.selectors import closes_remembered, last_close
 from execution.services import position_open, position_reduce, positions_check_exits
 from market.models import Candle
 from market.services import instrument_ensure
+from tests.execution.live_cycle_fixtures import market  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)       # a 15m boundary, hours from a funding time
 M1, M15 = timedelta(minutes=1), timedelta(minutes=15)
-
-
-@pytest.fixture
-def market():
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    instrument.is_active = True
-    instrument.save()
-    return account, instrument, trading_config_get()
 
 
 def _bar(instrument, timeframe, open_time, o="60000", h="60100", low="59900", c="60050"):

@@ -13,7 +13,6 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from decisions.models import Decision
-from decisions.selectors import trading_config_get
 from execution import engine
 from execution.engine import cycle_run
 from execution.models import Account, EquityPoint, Position
@@ -22,19 +21,11 @@ from execution.selectors import position_get_open, positions_open, positions_rem
 from execution.services import position_open
 from market.models import Candle, Instrument
 from market.services import instrument_ensure
+from tests.execution.live_cycle_fixtures import market  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)       # a 15m boundary, hours from a funding time
 M15 = timedelta(minutes=15)
-
-
-@pytest.fixture
-def market():
-    account = Account.objects.create(name="paper", starting_balance_usdt=D("10000"), balance_usdt=D("10000"))
-    instrument = instrument_ensure(exchange="binanceusdm", exchange_symbol="BTCUSDT", market_type="swap")
-    instrument.is_active = True
-    instrument.save()
-    return account, instrument, trading_config_get()
 
 
 def _bar(instrument, open_time, h="60100", c="60050"):
