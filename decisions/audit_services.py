@@ -11,11 +11,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import AutoField
 
 from decisions.audit import GENESIS_HASH, Anchor, AuditEntry, Problem, next_entry, verify_chain
 from decisions.models import AuditHead, AuditRecord
-from tradingbot.compiled_reads import rows_compiled, stored_names
+from tradingbot.compiled_reads import models_compiled
+from tradingbot.upsert import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class AuditReport:
 
 def _head_locked() -> AuditHead:
     # Compiled once (tradingbot.compiled_reads): every cycle appends, often more than once.
-    rows = rows_compiled("audit head locked", AuditHead, _head_locked_read)
-    if rows:
-        return AuditHead.from_db(router.db_for_write(AuditHead), stored_names(AuditHead), rows[0])
+    found = models_compiled("audit head locked", AuditHead, _head_locked_read)
+    if found:
+        return found[0]
     # Migration 0004 creates the head; this path only rebuilds a deleted one (or a flushed test
     # table). Two processes doing so at the same moment can deadlock on MariaDB: one fails, retry.
     last = AuditRecord.objects.order_by("-seq").first()
@@ -56,7 +56,7 @@ def _head_locked() -> AuditHead:
 
 
 def _head_locked_read():
-    return AuditHead.objects.select_for_update().filter(pk=HEAD_PK).values_list(*stored_names(AuditHead))
+    return AuditHead.objects.select_for_update().filter(pk=HEAD_PK)
 
 
 def audit_append(*, kind: str, actor: str, subject: str, body: Mapping, now: datetime) -> AuditRecord:
@@ -91,27 +91,9 @@ def _extend(records: Sequence[tuple[str, str, str, Mapping, datetime]]) -> list[
                                     subject=entry.subject, body=entry.body, prev_hash=entry.prev_hash,
                                     hash=entry.hash))
             seq, last = entry.seq, entry.hash
-        _records_insert(rows)
+        rows_insert(AuditRecord, rows)   # bulk_create's statement without its preparation: every cycle appends
         _head_move(seq, last)
     return rows
-
-
-def _records_insert(rows: list[AuditRecord]) -> None:
-    """Insert the records in one statement: bulk_create's own insert, without its checks and wrapper.
-
-    Every cycle appends once or more, inside a transaction already; bulk_create's preparation cost
-    more than the statement. The pks come back where the database returns them (MariaDB, SQLite).
-    """
-    alias = router.db_for_write(AuditRecord)
-    opts = AuditRecord._meta
-    fields = [f for f in opts.concrete_fields if not f.generated and not isinstance(f, AutoField)]
-    returning = opts.db_returning_fields if connections[alias].features.can_return_rows_from_bulk_insert else None
-    returned = AuditRecord._base_manager._insert(rows, fields=fields, using=alias, returning_fields=returning)
-    for row, values in zip(rows, returned or ()):
-        for field, value in zip(returning, values):
-            setattr(row, field.attname, value)
-    for row in rows:
-        row._state.adding, row._state.db = False, alias
 
 
 def _head_move(seq: int, last_hash: str) -> None:

@@ -1,24 +1,21 @@
 """Reads for the decision stage and the dashboard's Decisions page."""
 from datetime import UTC, datetime
 
-from django.db import router
 from django.db.models import Prefetch, Q, QuerySet
 
 from decisions.models import AuditRecord, Decision, GateOverride, TradingConfig
-from tradingbot.compiled_reads import rows_compiled, stored_names
+from tradingbot.compiled_reads import models_compiled
 
 
 def trading_config_get() -> TradingConfig:
     """Return the single configuration row, creating it with defaults on first use."""
     # Read on every engine cycle: compiled once, its row made into the model as a queryset would.
-    rows = rows_compiled("trading config", TradingConfig, _config_query)
-    if not rows:
-        return TradingConfig.objects.create()
-    return TradingConfig.from_db(router.db_for_read(TradingConfig), stored_names(TradingConfig), rows[0])
+    found = models_compiled("trading config", TradingConfig, _config_query)
+    return found[0] if found else TradingConfig.objects.create()
 
 
 def _config_query() -> QuerySet:
-    return TradingConfig.objects.order_by("pk").values_list(*stored_names(TradingConfig))[:1]
+    return TradingConfig.objects.order_by("pk")[:1]
 
 
 # The Decisions page: the approval queue, the journal and the gate overrides.

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import router
 from django.db.models import QuerySet
 
 from analytics.selectors import bars_remembered
@@ -20,7 +19,7 @@ from execution.selectors import (
 from execution.paper_venue import paper_funding_apply
 from execution.services import account_ensure, broker_for, equity_record, paper_entries_work, positions_check_exits
 from market.models import Instrument
-from tradingbot.compiled_reads import rows_compiled, stored_names
+from tradingbot.compiled_reads import models_compiled
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +84,8 @@ def _cycle(now: datetime, decide: bool, account_name: str, config: TradingConfig
 
 def _instruments_active() -> list[Instrument]:
     """Return the active instruments in id order, made as a queryset makes them (compiled once: read every cycle)."""
-    alias, names = router.db_for_read(Instrument), stored_names(Instrument)
-    return [Instrument.from_db(alias, names, row)
-            for row in rows_compiled("active instruments", Instrument, _instruments_active_read)]
+    return models_compiled("active instruments", Instrument, _instruments_active_read)
 
 
 def _instruments_active_read() -> QuerySet:
-    return Instrument.objects.filter(is_active=True).order_by("pk").values_list(*stored_names(Instrument))
+    return Instrument.objects.filter(is_active=True).order_by("pk")

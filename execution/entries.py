@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, NullIf
 
@@ -31,7 +31,7 @@ from execution.trail import trail_distance  # noqa: F401  (moved to the core; ca
 from execution.orders import audit_order, audit_order_id, order_apply_venue, order_create_pending, order_place, order_send
 from execution.selectors import balance_written
 from market.models import Instrument
-from tradingbot.compiled_reads import rows_compiled, stored_names
+from tradingbot.compiled_reads import models_compiled, rows_compiled
 
 logger = logging.getLogger(__name__)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
@@ -139,10 +139,8 @@ def _position_locked(decision: Decision, account: Account) -> tuple[Position | N
     without a decision, opened since the decision's first entry order. Compiled once
     (tradingbot.compiled_reads): building it cost more than running it, on every entry.
     """
-    rows = rows_compiled("entry position locked", Position, _position_locked_read, decision_id=decision.pk,
-                         account_id=account.pk, instrument_id=decision.instrument_id, side=decision.action)
-    alias, names = router.db_for_write(Position), stored_names(Position)
-    positions = [Position.from_db(alias, names, row) for row in rows]
+    positions = models_compiled("entry position locked", Position, _position_locked_read, decision_id=decision.pk,
+                                account_id=account.pk, instrument_id=decision.instrument_id, side=decision.action)
     own = next((p for p in positions if p.decision_id == decision.pk), None)
     adopted = next((p for p in positions if p.decision_id is None), None)
     return own, adopted
@@ -154,7 +152,7 @@ def _position_locked_read(*, decision_id: int, account_id: int, instrument_id: i
     adoptable = Q(instrument_id=instrument_id, status=Position.Status.OPEN, decision__isnull=True,
                   side=side, opened_at__gte=Subquery(first_entry))
     return (Position.objects.select_for_update().filter(Q(decision_id=decision_id) | adoptable, account_id=account_id)
-            .order_by("pk").values_list(*stored_names(Position)))
+            .order_by("pk"))
 
 
 def _open(decision: Decision, account: Account, adopted: Position | None, quantity: Decimal, price: Decimal,

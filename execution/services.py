@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import router, transaction
+from django.db import transaction
 from django.db.models import F, Q
 
 from dashboard.events import broadcast_on_commit
@@ -28,7 +28,7 @@ from execution.order_states import OrderState
 from execution.protective import protection_place
 from execution.selectors import balance_written, equity_now, last_close, position_get_open, unrealized_pnl
 from market.models import Instrument
-from tradingbot.compiled_reads import rows_compiled, stored_names
+from tradingbot.compiled_reads import models_compiled, rows_compiled
 from tradingbot.upsert import row_upsert
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ def account_ensure(*, name: str = "paper") -> Account:
 
     Read at the start of every engine cycle: compiled once (tradingbot.compiled_reads).
     """
-    rows = rows_compiled("account by name", Account, _account_read, name=name)
-    if rows:
-        return Account.from_db(router.db_for_read(Account), stored_names(Account), rows[0])
+    found = models_compiled("account by name", Account, _account_read, name=name)
+    if found:
+        return found[0]
     start = Decimal(settings.PAPER_STARTING_EQUITY_USDT)
     account, _ = Account.objects.get_or_create(
         name=name, defaults={"broker": Account.Broker.PAPER, "starting_balance_usdt": start, "balance_usdt": start}
@@ -51,7 +51,7 @@ def account_ensure(*, name: str = "paper") -> Account:
 
 
 def _account_read(*, name: str):
-    return Account.objects.filter(name=name).values_list(*stored_names(Account))
+    return Account.objects.filter(name=name)
 
 
 def broker_for(account: Account, config: TradingConfig, *, now: datetime | None = None) -> Broker:

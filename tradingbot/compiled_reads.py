@@ -103,6 +103,15 @@ def _shape_learn(build: Callable[..., QuerySet], values: dict, alias: str) -> tu
     return compiler, sql, makers
 
 
+def models_compiled(key: Hashable, model: type[Model], build: Callable[..., QuerySet], **values) -> list[Model]:
+    """Return the instances of `model` that `build(**values)` (a queryset of `model`) selects, made as a
+    queryset makes them, its SQL compiled once per `key` (see `rows_compiled`)."""
+    names = stored_names(model)
+    rows = rows_compiled(key, model, lambda **v: build(**v).values_list(*names), **values)
+    alias = router.db_for_read(model)
+    return [model.from_db(alias, names, row) for row in rows]
+
+
 def stored_names(model: type[Model]) -> list[str]:
     """The attribute names of `model`'s columns, in order: what a compiled read selects to make instances
     with `model.from_db(alias, stored_names(model), row)`, as a queryset makes them."""

@@ -29,12 +29,25 @@ def row_upsert(model: type[Model], *, keys: dict, values: dict) -> Model:
         field.get_db_prep_save(getattr(row, field.attname), connection=connection)
     targets = ([opts.get_field(name) for name in keys] if connection.features.supports_update_conflicts_with_target
                else None)
-    returning = opts.db_returning_fields if connection.features.can_return_rows_from_bulk_insert else None
-    fields = [f for f in opts.concrete_fields if not f.generated and not isinstance(f, AutoField)]
-    returned = model._base_manager._insert(
-        [row], fields=fields, using=alias, on_conflict=OnConflict.UPDATE,
-        update_fields=[opts.get_field(name) for name in values], unique_fields=targets, returning_fields=returning)
-    for field, value in zip(returning or (), returned[0] if returned else ()):
-        setattr(row, field.attname, value)
-    row._state.adding, row._state.db = False, alias
+    rows_insert(model, [row], on_conflict=OnConflict.UPDATE, update_fields=[opts.get_field(name) for name in values],
+                unique_fields=targets)
     return row
+
+
+def rows_insert(model: type[Model], rows: list[Model], **conflict) -> None:
+    """Insert `rows` (new instances of `model`) in one statement and give them their pks where the database
+    returns them (MariaDB, SQLite): bulk_create's own insert, without its checks and transaction.
+
+    For the hot path's writes, where bulk_create's preparation cost more than the statement. `conflict`
+    is the insert's on_conflict, update_fields and unique_fields (as fields), if any.
+    """
+    alias = router.db_for_write(model)
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not f.generated and not isinstance(f, AutoField)]
+    returning = opts.db_returning_fields if connections[alias].features.can_return_rows_from_bulk_insert else None
+    returned = model._base_manager._insert(rows, fields=fields, using=alias, returning_fields=returning, **conflict)
+    for row, values in zip(rows, returned or ()):
+        for column, value in zip(returning, values):
+            setattr(row, column.attname, value)
+    for row in rows:
+        row._state.adding, row._state.db = False, alias

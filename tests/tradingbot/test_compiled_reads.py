@@ -132,3 +132,19 @@ def test_rows_compiled_date_of_a_datetime_value_is_read_through_the_orm(key):
 
     assert _shape(key) is None
     assert rows == [(date(2025, 7, 9), "FBTC")]
+
+
+def test_models_compiled_makes_the_instances_the_queryset_makes_and_sees_a_write():
+    from decisions.models import AuditHead
+    from tradingbot.compiled_reads import models_compiled
+
+    def heads(*, pk: int):
+        return AuditHead.objects.filter(pk=pk)
+
+    first, = models_compiled("test heads", AuditHead, heads, pk=1)
+    AuditHead.objects.filter(pk=1).update(seq=first.seq + 5)
+    again, = models_compiled("test heads", AuditHead, heads, pk=1)
+
+    expected = AuditHead.objects.get(pk=1)
+    assert vars(again) | {"_state": None} == vars(expected) | {"_state": None} and again.seq == first.seq + 5
+    assert (again._state.adding, again._state.db) == (expected._state.adding, expected._state.db)
