@@ -22,11 +22,8 @@ def row_upsert(model: type[Model], *, keys: dict, values: dict) -> Model:
     connection = connections[alias]
     opts = model._meta
     row = model(**keys, **values)
-    # Convert every value first (a JSON value that cannot be encoded raises here), so a bad value
-    # fails before the statement and leaves the caller's transaction usable.
-    for name in values:
-        field = opts.get_field(name)
-        field.get_db_prep_save(getattr(row, field.attname), connection=connection)
+    # A value that cannot be stored (JSON that cannot be encoded) raises while the statement is built,
+    # before it is sent and outside any atomic block of ours: the caller's transaction stays usable.
     targets = ([opts.get_field(name) for name in keys] if connection.features.supports_update_conflicts_with_target
                else None)
     rows_insert(model, [row], on_conflict=OnConflict.UPDATE, update_fields=[opts.get_field(name) for name in values],
