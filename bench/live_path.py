@@ -216,14 +216,22 @@ class Subscriber:
         from channels.layers import get_channel_layer
 
         self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)("live", self.channel)
         self.arrived: queue.Queue | None = None
         if threaded:
-            self.arrived = queue.Queue()
-            threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True).start()
+            # channels-redis's pub/sub layer keeps a channel in the event loop that made it: the
+            # reading thread's loop makes the channel, joins the group and reads.
+            self.arrived, joined = queue.Queue(), threading.Event()
+            threading.Thread(target=lambda: asyncio.run(self._read(joined)), daemon=True).start()
+            if not joined.wait(30):
+                raise SystemExit("the subscriber did not join the live group within 30 s")
+            return
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)("live", self.channel)
 
-    async def _read(self) -> None:
+    async def _read(self, joined: threading.Event) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add("live", self.channel)
+        joined.set()
         while True:
             message = await self.layer.receive(self.channel)
             self.arrived.put((time.perf_counter_ns(), message))

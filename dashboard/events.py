@@ -10,18 +10,20 @@ web process on another machine sharing the database).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -128,9 +130,46 @@ def _send(items: list[tuple[str, dict]]) -> None:
             return
         layer = get_channel_layer()
         if layer is not None:
-            async_to_sync(_group_send_all)(layer, items)
+            _run_async(_group_send_all, layer, items)
     except Exception:  # a dashboard outage must never break trading
         logger.exception("broadcast of %s failed", ", ".join(event for event, _ in items))
+
+
+def _run_async(function, *args) -> None:
+    """Run the coroutine `function(*args)` to its end from sync code.
+
+    Called from async code through sync_to_async (a web process's views), it runs on that code's
+    event loop, as async_to_sync does: the in-memory layer's queues belong to it. Anywhere else
+    (the engine, django-q2 tasks, commands) async_to_sync would start a new thread and a new event
+    loop for every call, about 1-3 ms an engine cycle, and channels-redis a new connection with
+    each loop; this thread's own loop is run instead, kept between calls.
+    """
+    if _caller_loop() is not None:
+        async_to_sync(function)(*args)
+        return
+    _thread_loop().run_until_complete(function(*args))
+
+
+def _caller_loop() -> asyncio.AbstractEventLoop | None:
+    # Where async_to_sync looks for it: sync_to_async marks its threads with the calling loop
+    # (and the process: a forked child's copy names the parent's loop).
+    local = SyncToAsync.threadlocal
+    if getattr(local, "main_event_loop_pid", None) != os.getpid():
+        return None
+    return getattr(local, "main_event_loop", None)
+
+
+_loops = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """Return this thread's sender loop, made on first use (and again in a forked child)."""
+    pid, loop = getattr(_loops, "loop", (None, None))
+    if pid != os.getpid() or loop.is_closed():
+        # A child of a fork must not share the parent's loop: its selector's file descriptor is the parent's.
+        loop = asyncio.new_event_loop()
+        _loops.loop = (os.getpid(), loop)
+    return loop
 
 
 async def _group_send_all(layer, items: list[tuple[str, dict]]) -> None:
