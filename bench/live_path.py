@@ -78,11 +78,12 @@ STAGES = (
     ("decisions.services", "risk_state_load", "  risk state load"),
     ("decisions.pipeline", "decide_bar", "  gates, sizing, route"),
     ("decisions.services", "snapshot_record", "  snapshot stored"),
-    ("decisions.services", "decision_audit", "  decision audited"),
     ("decisions.services", "decision_execute", "  order: paper ack, order/fill/position stored"),
     ("execution.engine", "last_close", "price for the header"),
     ("execution.engine", "paper_funding_apply", "funding"),
     ("execution.engine", "equity_record", "equity point"),
+    # Once a transaction: the exit's, and the decision's with its paper entry (parts of the rows above).
+    ("decisions.audit_services", "_extend", "audit chain appends (within the rows above)"),
     ("dashboard.events", "_send", "websocket sends (all events)"),
 )
 

@@ -121,16 +121,29 @@ class AuditBatch:
 
 
 @contextmanager
-def audit_batched() -> Iterator[AuditBatch]:
+def audit_batched(join: AuditBatch | None = None) -> Iterator[AuditBatch]:
     """Open inside a transaction; on leaving it normally, append every queued record with one head lock.
 
     The records reach the chain in the transaction of the changes they describe, before it
     commits: nothing is committed un-audited, and an exception drops the queue with the rollback.
     Records queued inside a savepoint that is rolled back while the block goes on would survive
     it, so queue only from code that lets its exceptions propagate out of the block.
+
+    `join`: the batch of an enclosing block (the decision's transaction taking its paper entry),
+    which queues the records and appends them when it ends. Leaving the joined block by an
+    exception drops the records queued inside it, as the savepoint that must wrap it drops its
+    changes: the enclosing batch goes on with what came before.
     """
     if not transaction.get_connection().in_atomic_block:
         raise transaction.TransactionManagementError("audit_batched() needs an open transaction")
+    if join is not None:
+        mark = len(join.records)
+        try:
+            yield join
+        except BaseException:
+            del join.records[mark:]
+            raise
+        return
     batch = AuditBatch()
     yield batch
     if batch.records:

@@ -20,7 +20,7 @@ from decisions.engine.packet import Context as PacketContext
 from decisions.engine.packet import Packet, build_packet
 from decisions.engine.rules import Signal, decide
 from decisions.params import flow_view, packet_params, sentiment_by_source, snapshot_params
-from decisions.audit_services import ENGINE, audit_append, audit_extend
+from decisions.audit_services import ENGINE, AuditBatch, audit_append, audit_batched, audit_extend
 from decisions.cycle import flow_line, trade_limits, window_gap  # noqa: F401  (moved to the core)
 from decisions.models import AuditRecord, Decision, Mode, TradingConfig
 from decisions.overrides import gate_overrides_active
@@ -104,8 +104,13 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account,
     if bar.breaker_until_ms is not None:
         _trip_breaker(config, gates, now)
     features = snapshot.features()      # stored and published: made once
+    # On the paper venue the entry is a computation on this database, not a network call: it goes in
+    # the decision's transaction (one commit, one audit append). A venue entry is sent after the
+    # decision commits, as every venue order is sent only once committed.
+    enters_here = routed.outcome == Decision.Outcome.EXECUTED and account.broker == Account.Broker.PAPER
+    failure = None
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit_batched() as audit:
             decision = Decision.objects.create(
                 instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of,
                 snapshot=snapshot_record(instrument=instrument, timeframe=config.decision_timeframe,
@@ -118,15 +123,34 @@ def decision_run(*, instrument: Instrument, now: datetime, account: Account,
                 take_profits=[{"price": str(p), "share": str(share)} for p, share in signal.take_profits],
                 **_packet_fields(packet, signal, sizing, as_of, config),
             )
-            decision_audit(decision, now=now)
+            decision_audit(decision, now=now, audit=audit)
+            _publish(instrument, snapshot, flow, features)
+            if enters_here:
+                failure = _execute_in_transaction(decision, config, now, account, audit)
     except IntegrityError:  # another worker decided this bar first
         return Decision.objects.get(instrument=instrument, timeframe=config.decision_timeframe, as_of=as_of)
-    _publish(instrument, snapshot, flow, features)
-    if decision.outcome == Decision.Outcome.EXECUTED:
+    if failure is not None:
+        raise failure       # the decision is kept; its entry was rolled back
+    if decision.outcome == Decision.Outcome.EXECUTED and not enters_here:
         decision_execute(decision=decision, config=config, now=now, account=account)
     broadcast_on_commit("decision", decision_payload(decision))
     broadcast_on_commit("gates", gates_payload(decision))
     return decision
+
+
+def _execute_in_transaction(decision: Decision, config: TradingConfig, now: datetime, account: Account,
+                            audit: AuditBatch) -> Exception | None:
+    """Enter the decision's paper trade inside its transaction; return what the entry raised, if anything.
+
+    Under a savepoint: an entry that fails leaves no order, fill, position or record of its own,
+    and the decision is kept, as it was when it committed before its entry.
+    """
+    try:
+        with transaction.atomic(), audit_batched(join=audit) as joined:
+            decision_execute(decision=decision, config=config, now=now, account=account, audit=joined)
+    except Exception as exc:    # noqa: BLE001 - raised again once the decision has committed
+        return exc
+    return None
 
 
 def _pending_and_existing_read(*, now: datetime, instrument_id: int, timeframe: str, as_of: datetime) -> QuerySet:
@@ -206,37 +230,45 @@ def gates_recheck(*, decision: Decision, config: TradingConfig, now: datetime):
 
 
 def decision_execute(*, decision: Decision, config: TradingConfig, now: datetime, account: Account | None = None,
-                     reference_price: Decimal | None = None) -> None:
-    """Send an executed-outcome decision to the broker unless it expired; record why when nothing was placed."""
+                     reference_price: Decimal | None = None, audit: AuditBatch | None = None) -> None:
+    """Send an executed-outcome decision to the broker unless it expired; record why when nothing was placed.
+
+    `audit`: the batch of the decision's own transaction (a paper entry made inside it): the
+    records of the entry, or of why there is none, are queued there.
+    """
     account = account or execution.account_ensure(name=account_name_for(decision.instrument.data_source))
     enabled, why = trading_enabled(account)
     if not enabled:  # a venue account trades only after a clean (or acknowledged) start-up reconciliation
-        _not_placed(decision, f"not executed: {why}", now, Decision.Outcome.SKIPPED)
+        _not_placed(decision, f"not executed: {why}", now, Decision.Outcome.SKIPPED, audit)
         return
     if router.is_expired(decision.expires_at, now):
         _not_placed(decision, f"expired at {decision.expires_at:%Y-%m-%d %H:%M} UTC; not executed", now,
-                    Decision.Outcome.EXPIRED)
+                    Decision.Outcome.EXPIRED, audit)
         return
     try:
         position = execution.position_open(decision=decision, account=account,
                                            broker=execution.broker_for(account, config, now=now), now=now,
                                            reference_price=reference_price,
                                            trail_atr_multiple=config.trail_atr_multiple,
-                                           order_type=config.entry_order_type, config=config)
+                                           order_type=config.entry_order_type, config=config, audit=audit)
     except OrderRejected as exc:
         position = None
         decision.reason = f"order rejected: {exc}"[:255]
     # A resting limit entry is working, not skipped: the execution loop chases it and opens the position.
     if position is None and not execution.entry_working(decision, account):
-        _not_placed(decision, decision.reason, now, Decision.Outcome.SKIPPED)
+        _not_placed(decision, decision.reason, now, Decision.Outcome.SKIPPED, audit)
 
 
-def _not_placed(decision: Decision, reason: str, now: datetime, outcome: str) -> None:
-    with transaction.atomic():
+def _not_placed(decision: Decision, reason: str, now: datetime, outcome: str, audit: AuditBatch | None = None) -> None:
+    with transaction.atomic(savepoint=False):
         decision.outcome, decision.reason = outcome, reason[:255]
         decision.save(update_fields=["outcome", "reason"])
-        audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}",
-                     body={"action": "not_placed", "reason": decision.reason}, now=now)
+        body = {"action": "not_placed", "reason": decision.reason}
+        if audit is not None:
+            audit.add(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}", body=body, now=now)
+        else:
+            audit_append(kind=AuditRecord.Kind.ORDER, actor=ENGINE, subject=f"decision:{decision.pk}", body=body,
+                         now=now)
 
 
 def _bars(instrument: Instrument, config: TradingConfig, now: datetime):
@@ -347,11 +379,14 @@ def flow_payload(flow: Flow) -> dict:
             "warnings": flow.warnings, "parts": flow.parts, "inputs": flow.inputs}
 
 
-def decision_audit(decision: Decision, *, now: datetime) -> None:
-    """Append the decision and its gate verdicts to the audit chain (inside the caller's transaction)."""
+def decision_audit(decision: Decision, *, now: datetime, audit: AuditBatch | None = None) -> None:
+    """Append the decision and its gate verdicts to the audit chain (inside the caller's transaction).
+
+    With `audit` (the batch of the decision's transaction) they are queued there instead.
+    """
     subject = f"decision:{decision.pk}"
     blocked = next((g["name"] for g in decision.gates if g.get("verdict") == "block"), None)
-    audit_extend([
+    records = [
         (AuditRecord.Kind.DECISION, ENGINE, subject, {
             "instrument": str(decision.instrument), "timeframe": decision.timeframe, "as_of": decision.as_of,
             "action": decision.action, "mode": decision.mode, "outcome": decision.outcome,
@@ -360,4 +395,9 @@ def decision_audit(decision: Decision, *, now: datetime) -> None:
             "quantity": decision.quantity, "rationale": decision.rationale,
             "config_version": decision.config_version}),
         (AuditRecord.Kind.GATE, ENGINE, subject, {"gates": decision.gates, "blocked_by": blocked}),
-    ], now=now)
+    ]
+    if audit is None:
+        audit_extend(records, now=now)
+        return
+    for kind, actor, subject, body in records:
+        audit.add(kind=kind, actor=actor, subject=subject, body=body, now=now)

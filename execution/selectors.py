@@ -142,9 +142,19 @@ def balance_refresh(account: Account) -> None:
     """Re-read `account`'s balance, unless inside balance_writes_noted() nothing wrote it since."""
     written = _balance_written.get()
     if written is None or account.pk in written:
-        account.refresh_from_db(fields=["balance_usdt"])
+        account.balance_usdt = balance_stored(account.pk)
         if written is not None:
             written.discard(account.pk)
+
+
+def balance_stored(account_id: int) -> Decimal:
+    """Return the account's stored balance (compiled once: the equity point reads it every cycle)."""
+    (balance,), = rows_compiled("account balance", Account, _balance_read, account_id=account_id)
+    return balance
+
+
+def _balance_read(*, account_id: int):
+    return Account.objects.filter(pk=account_id).values_list("balance_usdt")
 
 
 @dataclass

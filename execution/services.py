@@ -26,7 +26,9 @@ from execution.paper_venue import (BOOK_STATES, PaperVenue, paper_exit_bars, pap
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.order_states import OrderState
 from execution.protective import protection_place
-from execution.selectors import balance_written, equity_now, last_close, position_get_open, unrealized_pnl
+from execution.selectors import (
+    balance_stored, balance_written, equity_now, last_close, position_get_open, unrealized_pnl,
+)
 from market.models import Instrument
 from tradingbot.compiled_reads import models_compiled, rows_compiled
 from tradingbot.upsert import row_upsert
@@ -72,21 +74,25 @@ def broker_for(account: Account, config: TradingConfig, *, now: datetime | None 
 
 def position_open(*, decision: Decision, account: Account, broker: Broker, now: datetime,
                   reference_price: Decimal | None = None, trail_atr_multiple: Decimal | None = None,
-                  order_type: str = "market", config: TradingConfig | None = None) -> Position | None:
+                  order_type: str = "market", config: TradingConfig | None = None,
+                  audit: AuditBatch | None = None) -> Position | None:
     """Enter the decision's trade and open the position with its stop, ladder and trail.
 
     `reference_price` is the market price to fill against (an approval comes later than the
     decision's close); it defaults to the decision's entry price. A market entry opens the position
     from its fills at once; a limit entry ("limit") rests and returns None: the execution loop
     chases it and opens the position at its first fill (`execution.entries`). `config` is the
-    caller's configuration of this cycle (read here when not given).
+    caller's configuration of this cycle (read here when not given). `audit`: the batch of the
+    decision's transaction that takes a paper entry in (`decisions.services.decision_run`).
     """
     reference_price = reference_price or decision.entry_price
     if getattr(broker, "simulates_exits", False):
         order, position, change = _paper_entry(decision=decision, account=account, broker=broker, now=now,
                                                reference_price=reference_price, order_type=order_type,
-                                               trail_atr_multiple=trail_atr_multiple, config=config)
+                                               trail_atr_multiple=trail_atr_multiple, config=config, join=audit)
     else:
+        if audit is not None:
+            raise transaction.TransactionManagementError("a venue entry is sent only after its decision commits")
         order = entry_submit(decision=decision, account=account, broker=broker, now=now,
                              reference_price=reference_price, order_type=order_type, config=config)
         position, change = entry_sync(decision=decision, account=account, broker=broker, now=now,
@@ -106,16 +112,18 @@ def position_open(*, decision: Decision, account: Account, broker: Broker, now: 
 
 def _paper_entry(*, decision: Decision, account: Account, broker: Broker, now: datetime, reference_price: Decimal,
                  order_type: str, trail_atr_multiple: Decimal | None,
-                 config: TradingConfig | None) -> tuple[Order, Position | None, str]:
+                 config: TradingConfig | None, join: AuditBatch | None = None) -> tuple[Order, Position | None, str]:
     """Enter on the paper venue in one transaction: the order, its answer, its fills, the position, the audit.
 
     The paper venue's answer is a computation on this database, not a network call, so nothing has
     to be committed before it (a venue order is, for reconciliation to find): a crash leaves no
     order, fill or position at all rather than an order without its position. The records go in
     with one head lock. A refused order is kept, with its records, and the refusal raised after.
+    `join`: the batch of the decision's transaction, which this entry joins; that caller holds the
+    savepoint that undoes the entry alone should it fail.
     """
     refused = None
-    with transaction.atomic(), audit_batched() as audit:
+    with transaction.atomic(savepoint=join is None), audit_batched(join) as audit:
         try:
             order = entry_submit(decision=decision, account=account, broker=broker, now=now,
                                  reference_price=reference_price, order_type=order_type, config=config, audit=audit)
@@ -289,11 +297,6 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
     return position
 
 
-def _balance_read(*, account_id: int):
-    # Read every engine cycle for the equity point: compiled once (tradingbot.compiled_reads).
-    return Account.objects.filter(pk=account_id).values_list("balance_usdt")
-
-
 def equity_record(*, account: Account, now: datetime, positions: list[Position] | None = None) -> EquityPoint:
     """Store the account's equity at `now` and publish it.
 
@@ -302,7 +305,7 @@ def equity_record(*, account: Account, now: datetime, positions: list[Position] 
     entry's fee, the kill switch closing a position), and a point without a close's realised PnL
     would be a false drawdown that the drawdown gates read.
     """
-    (account.balance_usdt,), = rows_compiled("account balance", Account, _balance_read, account_id=account.pk)
+    account.balance_usdt = balance_stored(account.pk)
     unrealized = unrealized_pnl(account=account, now=now, positions=positions).quantize(Decimal("0.00000001"))
     point = row_upsert(EquityPoint, keys={"account": account, "ts": now},
                        values={"balance_usdt": account.balance_usdt, "unrealized_pnl_usdt": unrealized,

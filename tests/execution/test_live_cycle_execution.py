@@ -547,3 +547,16 @@ def test_positions_open_compiled_equals_the_orm_read_with_instruments(market):
             assert {f.attname: getattr(mine.instrument, f.attname) for f in Instrument._meta.concrete_fields} == \
                 {f.attname: getattr(theirs.instrument, f.attname) for f in Instrument._meta.concrete_fields}
             assert not mine._state.adding and mine.instrument.pk == mine.instrument_id
+
+
+def test_audit_batched_joined_block_that_raises_drops_only_its_own_records():
+    with transaction.atomic(), audit_batched() as batch:
+        batch.add(kind="decision", actor="engine", subject="decision:1", body={}, now=NOW)
+        with pytest.raises(ValueError), transaction.atomic(), audit_batched(join=batch) as joined:
+            assert joined is batch
+            joined.add(kind="order", actor="engine", subject="order:1", body={"action": "created"}, now=NOW)
+            raise ValueError("the entry failed")
+        batch.add(kind="gate", actor="engine", subject="decision:1", body={}, now=NOW)
+
+    assert [r.kind for r in AuditRecord.objects.order_by("seq")] == ["decision", "gate"]
+    assert audit_verify().ok
