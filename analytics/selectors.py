@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, QuerySet, Value
 
 from analytics.features.mtf import TIMEFRAMES
 from analytics.snapshot import Bars, Context
@@ -23,6 +23,8 @@ from tradingbot.union import limited_parts_union, rows_union_all, union_all
 # Enough 15m bars to resample ten weeks into 1w views without loading the whole history.
 MAX_RESAMPLE_SOURCE_BARS = 7_000
 STRUCTURE_BARS = 100            # closed bars per structure-confirmation timeframe
+# A bar update's row: the timeframe, the bar (as bars_from_rows takes it) and a revision column (NULL).
+UPDATE_COLUMNS = ("timeframe", "open_time", "open", "high", "low", "close", "volume", "revision")
 
 # The bar reads of the running engine cycle, inside bars_remembered() only.
 _cycle: ContextVar[_CycleReads | None] = ContextVar("bar_cycle", default=None)
@@ -142,9 +144,7 @@ def _revision(cycle: _CycleReads, instrument_id: int, timeframe: str, now: datet
     """Return the series' revision as of this cycle; the first call per instrument also updates its cached series."""
     revisions = cycle.revisions.get((instrument_id, now))
     if revisions is None:
-        # Revisions first, then bars: a rewrite committed in between shows as a new revision next time.
-        revisions = cycle.revisions[(instrument_id, now)] = _revisions_read(instrument_id)
-        _series_update(instrument_id, revisions, now)
+        revisions = cycle.revisions[(instrument_id, now)] = _series_update(instrument_id, now)
     if timeframe not in revisions:
         # The first cache of this series: it gets a revision that writers replace from now on.
         CandleSeries.objects.bulk_create([CandleSeries(instrument_id=instrument_id, timeframe=timeframe,
@@ -161,46 +161,75 @@ def _revisions_query(*, instrument_id: int) -> QuerySet:
     return CandleSeries.objects.filter(instrument_id=instrument_id).values_list("timeframe", "revision")
 
 
-def _series_update(instrument_id: int, revisions: dict[str, int], now: datetime) -> None:
-    """Drop the instrument's rewritten series from the cache and append the bars closed since to the others.
+def _series_update(instrument_id: int, now: datetime) -> dict[str, int]:
+    """Return the instrument's series revisions; drop its rewritten series from the cache and append the bars
+    closed since to the others.
 
-    One query for all of them (a UNION ALL where the database can limit its parts). A part reads at
-    most the series' depth of bars after its last cached one; when it reads that many, the bars in
-    between are not needed and the read replaces the series.
+    Where the database can limit a compound select's parts, the revisions and the new bars of every
+    cached series are one UNION ALL: one snapshot, so the bars are those of the revisions read with
+    them. Elsewhere the revisions come first, then the bars of each series still current (a rewrite
+    committed in between shows as a new revision next time). A part reads at most the series' depth
+    of bars after its last cached one; when it reads that many, the bars in between are not needed
+    and the read replaces the series.
     """
-    current = {}
     instrument_key = _series_key(instrument_id, "")[:3]
-    for key, series in list(_SERIES.items()):
-        if key[:3] != instrument_key:
-            continue
-        if revisions.get(key[3]) != series.revision:
-            del _SERIES[key]
+    cached = {key[3]: series for key, series in _SERIES.items() if key[:3] == instrument_key}
+    if cached and limited_parts_union(Candle.objects.db):
+        revisions, rows = _revisions_and_updates_read(instrument_id, cached, now)
+    else:
+        revisions = _revisions_read(instrument_id)
+        rows = _updates_read(instrument_id, {timeframe: series for timeframe, series in cached.items()
+                                             if revisions.get(timeframe) == series.revision}, now)
+    found: dict[str, list] = {}
+    for timeframe, series in cached.items():
+        if revisions.get(timeframe) != series.revision:
+            del _SERIES[_series_key(instrument_id, timeframe)]
         else:
-            current[key[3]] = series
-    if not current:
-        return
-    found: dict[str, list] = {timeframe: [] for timeframe in current}
-    for row in _updates_read(instrument_id, current, now):
-        found[row[0]].append(row[1:])
-    for timeframe, rows in found.items():
-        if rows:
+            found[timeframe] = []
+    for row in rows:
+        if row[0] in found:     # bars of a rewritten series, read along with its new revision, are dropped
+            found[row[0]].append(row[1:-1])
+    for timeframe, new in found.items():
+        if new:
             _SERIES[_series_key(instrument_id, timeframe)] = _appended(
-                current[timeframe], sorted(rows, key=lambda r: r[0]), timeframe_ms(timeframe))
+                cached[timeframe], sorted(new, key=lambda r: r[0]), timeframe_ms(timeframe))
+    return revisions
 
 
-def _updates_read(instrument_id: int, current: dict[str, _Series], now: datetime) -> list[tuple]:
-    """Return the bars of each series closed by `now` after its last cached one (at most its depth, newest first)."""
+def _update_shape(current: dict[str, _Series], now: datetime) -> tuple[tuple, list[dict]]:
     # The shape: each part's timeframe, depth and whether it has a last bar; the values bind the rest.
     shape = tuple((timeframe, series.depth, series.last is not None) for timeframe, series in current.items())
     bounds = [{"last_open": now - timedelta(milliseconds=timeframe_ms(timeframe)),
                **({"after": series.last} if series.last is not None else {})}
               for timeframe, series in current.items()]
-    if len(shape) > 1 and limited_parts_union(Candle.objects.db):
-        values = {f"{name}_{k}": value for k, part in enumerate(bounds) for name, value in part.items()}
-        return rows_compiled(("bar updates", shape), Candle, lambda **v: union_all(
-            [_update_part(v, k, timeframe, depth) for k, (timeframe, depth, _) in enumerate(shape)]),
-            instrument_id=instrument_id, **values)
-    # SQLite cannot limit the parts of a compound select: each part is its own read.
+    return shape, bounds
+
+
+def _revisions_and_updates_read(instrument_id: int, cached: dict[str, _Series],
+                                now: datetime) -> tuple[dict[str, int], list[tuple]]:
+    """Return the instrument's series revisions and `_updates_read` of every series in `cached`, in one UNION ALL."""
+    shape, bounds = _update_shape(cached, now)
+    values = {f"{name}_{k}": value for k, part in enumerate(bounds) for name, value in part.items()}
+    rows = rows_compiled(("revisions and bar updates", shape), Candle, lambda **v: union_all(
+        [*(_update_part(v, k, timeframe, depth) for k, (timeframe, depth, _) in enumerate(shape)),
+         _revisions_part(v)]), instrument_id=instrument_id, **values)
+    # A revision row has no open time; a bar always has one.
+    return ({row[0]: row[-1] for row in rows if row[1] is None}, [row for row in rows if row[1] is not None])
+
+
+def _revisions_part(v: dict) -> QuerySet:
+    # The revisions in the bar parts' layout: the timeframe, no open time nor prices, the revision.
+    empty = {f"no_{name}": Value(None, output_field=Candle._meta.get_field(name)) for name in UPDATE_COLUMNS[1:-1]}
+    return (CandleSeries.objects.filter(instrument_id=v["instrument_id"]).order_by().annotate(**empty)
+            .values_list("timeframe", *empty, "revision"))
+
+
+def _updates_read(instrument_id: int, current: dict[str, _Series], now: datetime) -> list[tuple]:
+    """Return the bars of each series closed by `now` after its last cached one (at most its depth, newest first).
+
+    One query each: SQLite cannot limit the parts of a compound select.
+    """
+    shape, bounds = _update_shape(current, now)
     rows = []
     for (timeframe, depth, has_last), part in zip(shape, bounds):
         rows += rows_compiled(("bar update", timeframe, depth, has_last), Candle,
@@ -214,8 +243,9 @@ def _update_part(v: dict, k: int, timeframe: str, depth: int) -> QuerySet:
                                  open_time__lte=v[f"last_open_{k}"])
     if f"after_{k}" in v:
         rows = rows.filter(open_time__gt=v[f"after_{k}"])
-    return rows.order_by("-open_time").values_list("timeframe", "open_time", "open", "high", "low", "close",
-                                                   "volume")[:depth]
+    # No revision: the column is there for the revisions read in one UNION ALL with the bars.
+    return (rows.annotate(revision=Value(None, output_field=BigIntegerField())).order_by("-open_time")
+            .values_list(*UPDATE_COLUMNS)[:depth])
 
 
 def _appended(series: _Series, rows: list, step_ms: int) -> _Series:

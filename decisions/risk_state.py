@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F, Func, IntegerField, QuerySet, Subquery, Value
+from django.db.models import F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value
 
 from analytics.services import ms_to_datetime
 from decisions.models import TradingConfig
@@ -44,6 +44,18 @@ def _one(rows: QuerySet, expression) -> Subquery:
     return Subquery(rows.order_by().annotate(value=expression).values("value"))
 
 
+def _fills_of(account_id: int) -> QuerySet:
+    """Return the account's fills, each one's order account compared in a scalar subquery, not a join.
+
+    The last fill is then read from the top of the fill (ts, order) index down to the account's
+    newest: one row when the account filled last, else also the other accounts' newer fills. As a
+    join (or an IN, which the server turns into one) the server starts from the account's orders:
+    every order it ever placed, a read that grew with the order history.
+    """
+    account_of_order = Subquery(Order.objects.filter(pk=OuterRef("order_id")).order_by().values("account_id"))
+    return Fill.objects.annotate(order_account_id=account_of_order).filter(order_account_id=account_id)
+
+
 FACTS = ("peak", "day_low", "week_low", "day_start", "week_start", "last_fill", "spread_bps", "volume_24h_usdt")
 
 
@@ -60,8 +72,7 @@ def _facts_read(*, account_id: int, instrument_id: int, now: datetime, day_start
         # The equity of the last point at or before each start.
         "day_start": _one(points.filter(ts__lte=day_start).order_by("-ts")[:1], "equity_usdt"),
         "week_start": _one(points.filter(ts__lte=week_start).order_by("-ts")[:1], "equity_usdt"),
-        "last_fill": _one(Fill.objects.filter(order__account_id=account_id, ts__lte=now),
-                          Func(F("ts"), function="MAX")),
+        "last_fill": _one(_fills_of(account_id).filter(ts__lte=now).order_by("-ts")[:1], "ts"),
         "spread_bps": _one(OrderBookSnapshot.objects.filter(instrument_id=instrument_id, ts__lte=now,
                                                             ts__gte=book_since).order_by("-ts")[:1], "spread_bps"),
         "volume_24h_usdt": _one(Candle.objects.filter(instrument_id=instrument_id, timeframe="1h",

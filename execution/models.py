@@ -111,6 +111,8 @@ class Fill(models.Model):
     class Meta:
         # The venue's trade ids are unique per symbol, not globally: a fill is (order, trade id).
         constraints = [models.UniqueConstraint(fields=["order", "trade_id"], name="uniq_fill_order_trade")]
+        # The risk state's last fill: read from the top of the index, not a join of every order to its fills.
+        indexes = [models.Index(fields=["ts", "order"], name="fill_ts_order")]
         ordering = ["-ts"]
 
     def __str__(self):
@@ -157,7 +159,9 @@ class Position(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "open_key"], name="uniq_open_position")]
-        indexes = [models.Index(fields=["account", "status"])]
+        indexes = [models.Index(fields=["account", "status"]),
+                   # the risk state's trades closed since the day's start
+                   models.Index(fields=["account", "status", "closed_at"], name="position_account_status_closed")]
         ordering = ["-opened_at"]
 
     def __str__(self):

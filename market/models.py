@@ -139,6 +139,8 @@ class DerivativesSample(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["instrument", "kind", "period", "ts"], name="uniq_derivatives"),
         ]
+        # The flow's look-back per kind (the unique key puts the period before ts: no time bound from it).
+        indexes = [models.Index(fields=["instrument", "kind", "ts"], name="derivatives_instrument_kind_ts")]
         ordering = ["instrument", "kind", "ts"]
 
     def __str__(self):
@@ -215,7 +217,9 @@ class LiquidationZone(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(price_high__gte=models.F("price_low")), name="liq_band_order"),
         ]
-        indexes = [models.Index(fields=["instrument", "known_at"])]
+        indexes = [models.Index(fields=["instrument", "known_at"]),
+                   # the flow reads the zones still valid at its time
+                   models.Index(fields=["instrument", "valid_until", "known_at"], name="liq_instrument_valid_known")]
         ordering = ["-known_at"]
 
     def __str__(self):
@@ -242,7 +246,9 @@ class SentimentInput(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(score__gte=-1, score__lte=1), name="sentiment_score_range"),
         ]
-        indexes = [models.Index(fields=["asset", "known_at"])]
+        indexes = [models.Index(fields=["asset", "known_at"]),
+                   # the flow reads the readings still valid at its time
+                   models.Index(fields=["asset", "valid_until", "known_at"], name="sentiment_asset_valid_known")]
         ordering = ["-known_at"]
 
     def __str__(self):

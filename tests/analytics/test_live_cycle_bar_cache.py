@@ -74,10 +74,11 @@ def test_bars_remembered_later_cycle_reads_revisions_and_new_bars_only(instrumen
     candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=_bar_at(frame, START))
     now = START + STEP
 
-    # Revisions, then the bars closed since of every cached series: one UNION ALL on MariaDB, one
-    # query each on SQLite, which cannot limit a compound select's parts (15m, 1h, 4h, 1d, 1w, 5m, 1m).
-    series_reads = 1 if connection.features.supports_slicing_ordering_in_compound else 7
-    with django_assert_num_queries(1 + series_reads), bars_remembered():
+    # The revisions and the bars closed since of every cached series: one UNION ALL on MariaDB; on
+    # SQLite, which cannot limit a compound select's parts, the revisions, then one query a series
+    # (15m, 1h, 4h, 1d, 1w, 5m, 1m).
+    reads = 1 if connection.features.supports_slicing_ordering_in_compound else 1 + 7
+    with django_assert_num_queries(reads), bars_remembered():
         bars = bars_load(instrument=instrument, timeframe="15m", now=now, count=300)
         bars_load_many(instrument=instrument, wanted={"15m": 30, "1h": 30}, now=now)
 
@@ -183,3 +184,40 @@ def test_candles_upsert_changed_bar_replaces_the_revision(instrument, frame):
 
     assert gained == 0
     assert CandleSeries.objects.get(instrument=instrument, timeframe="15m").revision != revision
+
+
+def test_bars_remembered_series_rewritten_while_a_bar_was_added_is_reloaded(instrument, frame):
+    _cycle_reads(instrument, START)
+    rewritten = _bar_at(frame, START - 10 * STEP).copy()
+    rewritten["close"] = rewritten["low"]
+    # A new bar and a rewritten one: the cycle's one read brings the new revision with the new bar.
+    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=pd.concat([rewritten, _bar_at(frame, START)]))
+    now = START + STEP
+
+    bars, many, _ = _cycle_reads(instrument, now)
+
+    assert _arrays(bars) == _arrays(bars_load(instrument=instrument, timeframe="15m", now=now, count=300))
+    assert _arrays(many["15m"]) == _arrays(bars_load(instrument=instrument, timeframe="15m", now=now, count=30))
+    assert bars.close[-11] == bars.low[-11]
+    assert int(bars.open_time_ms[-1]) == int(START.timestamp() * 1000)
+
+
+def test_bars_remembered_rewrite_of_one_instrument_keeps_the_others_cache(instrument, frame,
+                                                                           django_assert_num_queries):
+    other = instrument_ensure(exchange="binanceusdm", exchange_symbol="ETHUSDT", market_type="swap")
+    candles_upsert(instrument_id=other.pk, timeframe="15m", frame=_until(frame, START))
+    _cycle_reads(instrument, START)
+    _cycle_reads(other, START)
+    rewritten = _bar_at(frame, START - 5 * STEP).copy()
+    rewritten["close"] = rewritten["high"]
+    candles_upsert(instrument_id=instrument.pk, timeframe="15m", frame=rewritten)
+
+    # The other instrument's series are current: its revisions and new bars only (see above).
+    reads = 1 if connection.features.supports_slicing_ordering_in_compound else 1 + 7
+    with django_assert_num_queries(reads), bars_remembered():
+        kept = bars_load(instrument=other, timeframe="15m", now=START, count=300)
+    reloaded = _cycle_reads(instrument, START)[0]
+
+    assert _arrays(kept) == _arrays(bars_load(instrument=other, timeframe="15m", now=START, count=300))
+    assert _arrays(reloaded) == _arrays(bars_load(instrument=instrument, timeframe="15m", now=START, count=300))
+    assert reloaded.close[-5] == reloaded.high[-5]

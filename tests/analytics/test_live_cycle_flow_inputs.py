@@ -197,3 +197,19 @@ def test_flow_run_is_the_read_and_the_write(btc, django_assert_num_queries):
         flow = flow_run(instrument=btc, as_of=AS_OF, candle_timeframe="15m")
 
     assert flow.as_of == AS_OF
+
+
+@pytest.mark.parametrize(("table", "columns"), [
+    # Each derivatives kind's look-back is a range of ts (the unique key puts the period before ts).
+    ("market_derivativessample", ["instrument_id", "kind", "ts"]),
+    # Zones and readings valid at as_of: valid_until later, or none and known inside the look-back.
+    ("market_liquidationzone", ["instrument_id", "valid_until", "known_at"]),
+    ("market_sentimentinput", ["asset", "valid_until", "known_at"]),
+])
+def test_flow_inputs_read_has_its_indexes(table, columns):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+
+    assert any(c["index"] and c["columns"] == columns for c in constraints.values()), constraints

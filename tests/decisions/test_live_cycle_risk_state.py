@@ -6,7 +6,7 @@ import pytest
 
 from decisions.risk_state import risk_limits_for, risk_state_load
 from decisions.selectors import trading_config_get
-from execution.models import EquityPoint
+from execution.models import EquityPoint, Fill
 from execution.services import account_ensure
 from market.services import instrument_ensure
 
@@ -243,3 +243,59 @@ def test_risk_state_load_with_equity_and_positions_given_is_two_queries(account,
                                 limits=limits, equity=D("10000"), positions=[])
 
     assert state.closed_trades and state.recent_orders
+
+
+# --- the last fill: the newest of the account's fills at or before now ----------------------------
+
+def test_risk_state_load_last_trade_skips_later_fills_and_other_accounts_newer_ones(account, instrument, others):
+    other_account, _ = others
+    ours = _order(account, instrument, NOW - timedelta(hours=2), "1", None)
+    _fill(ours, NOW - timedelta(minutes=10))
+    theirs = _order(other_account, instrument, NOW - timedelta(hours=1), "1", None)
+    _fill(theirs, NOW - timedelta(minutes=1))              # the newest fill at or before now is theirs
+    later = _order(account, instrument, NOW - timedelta(minutes=30), "1", None)
+    _fill(later, NOW + timedelta(minutes=1))               # after now
+
+    loaded, reference = _both(account, instrument)
+
+    assert loaded == reference
+    assert loaded.last_trade_ms == int((NOW - timedelta(minutes=10)).timestamp() * 1000)
+
+
+def test_risk_state_load_last_trade_of_an_account_without_fills_is_none(account, instrument, others):
+    other_account, _ = others
+    _fill(_order(other_account, instrument, NOW - timedelta(hours=1), "1", None), NOW - timedelta(minutes=1))
+    _order(account, instrument, NOW - timedelta(minutes=5), "1", None)    # an order, never filled
+
+    loaded, reference = _both(account, instrument)
+
+    assert loaded == reference
+    assert loaded.last_trade_ms is None
+
+
+def test_risk_state_load_last_trade_with_several_fills_at_one_time_is_that_time(account, instrument, others):
+    other_account, _ = others
+    moment = NOW - timedelta(minutes=3)
+    for who in (other_account, account, other_account):
+        order = _order(who, instrument, moment - timedelta(minutes=1), "1", None)
+        _fill(order, moment)
+        Fill.objects.create(order=order, trade_id=f"t{order.pk}-2", ts=moment, price=D("1"), quantity=D("1"),
+                            fee_usdt=D("0"))
+
+    loaded, reference = _both(account, instrument)
+
+    assert loaded == reference
+    assert loaded.last_trade_ms == int(moment.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(("table", "columns"), [
+    ("execution_fill", ["ts", "order_id"]),                             # the last fill, from the top
+    ("execution_position", ["account_id", "status", "closed_at"]),      # the trades closed since the day start
+])
+def test_risk_reads_have_their_indexes(table, columns):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+
+    assert any(c["index"] and c["columns"] == columns for c in constraints.values()), constraints
