@@ -184,6 +184,11 @@ def _book_fills(order: Order, fills: tuple[FillReport, ...] | list[FillReport],
     return [row.trade_id for row in added]
 
 
+# What order_apply_report sets on an order (its fills set the filled quantity and average price).
+REPORT_FIELDS = ("exchange_order_id", "updated_at", "filled_quantity", "average_price", "status", "reject_reason",
+                 "acknowledged")
+
+
 def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime,
                        audit: AuditBatch | None = None, created_here: bool = False) -> Order:
     """Record the venue's answer to a send: state, fills (each once) and average price.
@@ -204,7 +209,9 @@ def order_apply_report(*, order: Order, report: ExecutionReport, now: datetime,
             order.reject_reason = report.reason[:255]
         _move(order, target, now, audit)
         order.acknowledged = order.acknowledged or order.status not in ("submitted", "unknown", "rejected")
-        order.save()
+        # An order this transaction created holds its inserted values but for what a report sets: only
+        # those are written (a whole-row UPDATE cost about twice as much, on every paper entry and exit).
+        order.save(update_fields=REPORT_FIELDS if created_here else None)
         audit_order(order, now, {"action": "report", "status": order.status,
                                  "exchange_order_id": order.exchange_order_id,
                                  "filled_quantity": order.filled_quantity, "average_price": order.average_price,

@@ -560,3 +560,24 @@ def test_audit_batched_joined_block_that_raises_drops_only_its_own_records():
 
     assert [r.kind for r in AuditRecord.objects.order_by("seq")] == ["decision", "gate"]
     assert audit_verify().ok
+
+
+def _row(order: Order) -> dict:
+    return {f.attname: getattr(order, f.attname) for f in Order._meta.concrete_fields}
+
+
+@pytest.mark.parametrize("status, trades", [("filled", (("t1", "60000", "0.010"),)), ("rejected", ())])
+def test_order_apply_report_on_an_order_created_here_writes_what_it_set_and_the_row_equals_the_instance(
+        market, status, trades):
+    account, instrument, config = market
+    with transaction.atomic(), audit_batched() as audit:
+        order = _fresh_order(account, instrument, config)
+        report = ExecutionReport(order.client_order_id, status, _report(order, *trades).fills, "x-1",
+                                 reason="-2019 Margin is insufficient" if status == "rejected" else "")
+        with CaptureQueriesContext(connection) as queries:
+            applied = order_apply_report(order=order, report=report, now=NOW + M1, audit=audit, created_here=True)
+
+    update = next(q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE"))
+    assert "`client_order_id`" not in update and '"client_order_id"' not in update     # not the whole row
+    assert _row(Order.objects.get(pk=order.pk)) == _row(applied)
+    assert applied.status == status and applied.updated_at == NOW + M1
