@@ -1,8 +1,11 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from market.ingest import _columns, candles_upsert, ms_to_db_datetimes, numeric_text
+from market.ingest import _PLAIN_NUMBER, _columns, candles_upsert, ms_to_db_datetimes, numeric_text
 from market.models import Candle
 from market.services import instrument_ensure
 
@@ -72,3 +75,55 @@ def test_numeric_text_names_the_first_bad_column_of_several():
 
     with pytest.raises(ValueError, match="column 'low': 'nan' is not a finite number"):
         _columns(frame, ["open", "high", "low", "close"])
+
+
+# Decimal text of every shape, inside and outside the plain form: signs, up to 45 digits on either
+# side of the point, exponents of up to three digits.
+_SIGN = st.sampled_from(["", "+", "-"])
+_DIGITS = st.text("0123456789", max_size=45)
+_NUMBER_TEXT = st.tuples(_SIGN, _DIGITS, st.sampled_from(["", "."]), _DIGITS, st.sampled_from(["", "e", "E"]), _SIGN,
+                         st.text("0123456789", max_size=3)).map("".join)
+
+
+@given(_NUMBER_TEXT)
+@settings(max_examples=500)
+def test_plain_number_text_is_text_pandas_parses_as_finite(text):
+    # Text of the plain form skips pandas' parse, so pandas must accept every such text.
+    if _PLAIN_NUMBER.fullmatch(text):
+        assert np.isfinite(pd.to_numeric(pd.Series([text], dtype=object), errors="coerce").to_numpy(dtype=float)).all()
+
+
+@pytest.mark.parametrize("text", [" 1.5", "1.5\n", "1e-400", "9" * 45, "1e100", "0x10", "1_000", "１", "1e400", "inf"])
+def test_numeric_text_outside_the_plain_form_is_judged_by_pandas(text):
+    # Accepted as written when pandas parses it as a finite number (whitespace around, an underflow,
+    # many digits), refused otherwise: the plain form only spares the parse.
+    parsed = pd.to_numeric(pd.Series([text], dtype=object), errors="coerce").to_numpy(dtype=float)
+    series = pd.Series(["1.5", text], dtype=object, name="close")
+
+    if np.isfinite(parsed).all():
+        assert numeric_text(series) == ["1.5", text]
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"column 'close': {text!r} is not a finite number")):
+            numeric_text(series)
+
+
+_CELLS = st.one_of(st.none(), st.just(np.nan), st.just(pd.NA), st.just(pd.NaT), st.just(""), st.floats(),
+                   st.floats().map(np.float64), st.integers(), _NUMBER_TEXT, st.text(max_size=6))
+
+
+@given(st.lists(_CELLS, min_size=1, max_size=8))
+@settings(max_examples=300)
+def test_numeric_text_of_any_cells_follows_the_rule(cells):
+    # The rule, cell by cell: missing (pd.isna, or empty text) is None, text stays as written, anything
+    # else is its repr; the first present text pandas does not parse as a finite number raises.
+    texts = [None if pd.isna(v) or v == "" else (v if isinstance(v, str) else repr(v)) for v in cells]
+    present = [t for t in texts if t is not None]
+    finite = np.isfinite(pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").to_numpy(dtype=float))
+    series = pd.Series(cells, dtype=object, name="close")
+
+    if finite.all():
+        assert numeric_text(series) == texts
+    else:
+        bad = present[int(np.argmax(~finite))]
+        with pytest.raises(ValueError, match=re.escape(f"column 'close': {bad!r} is not a finite number")):
+            numeric_text(series)
