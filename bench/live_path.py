@@ -18,7 +18,8 @@ production with several processes; pass a running server the bench may use alone
 the "live" group by an earlier, interrupted run slow every send).
 
 The database is MariaDB, a database of its own (`tradingbot_bench_live`, dropped and created at the
-start, then migrated); DATABASE_URL or --database-url names the server and user.
+start, then migrated); DATABASE_URL or --database-url names the server and user (host "localhost":
+mysqlclient connects through the server's Unix socket; 127.0.0.1, the default: TCP).
 
 Trading often, so the order path is measured: the configuration (`BENCH_CONFIG`) takes the first
 of all five strategies that votes (at least one votes on about 30 % of these bars), accepts any
@@ -118,7 +119,9 @@ def database_recreate(url: str) -> str:
     cur.execute("SELECT VERSION()")
     version = cur.fetchone()[0]
     conn.close()
-    return f"MariaDB {version} at {parts.hostname}:{parts.port or 3306}, database {name}"
+    # mysqlclient reaches "localhost" through the server's Unix socket, any other host through TCP.
+    where = "localhost (Unix socket)" if parts.hostname == "localhost" else f"{parts.hostname}:{parts.port or 3306} (TCP)"
+    return f"MariaDB {version} at {where}, database {name}"
 
 
 def django_start(url: str, redis: str) -> None:
