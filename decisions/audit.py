@@ -119,7 +119,11 @@ def next_entry(*, prev_seq: int, prev_hash: str, ts: datetime, kind: str, actor:
         raise TypeError(f"an audit body is a mapping, got {type(body).__name__}")
     seq = prev_seq + 1
     plain_body = to_json_value(body)
-    payload = entry_payload(seq=seq, ts=ts, kind=kind, actor=actor, subject=subject, body=plain_body)
+    # entry_payload's text, without walking the body a second time: it is plain JSON types already,
+    # which to_json_value returns as they are (every record of every cycle goes through here).
+    payload = json.dumps({"seq": seq, "ts": to_json_value(ts), "kind": to_json_value(kind),
+                          "actor": to_json_value(actor), "subject": to_json_value(subject), "body": plain_body},
+                         sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return AuditEntry(seq=seq, ts=ts, kind=str(kind), actor=actor, subject=subject, body=plain_body,
                       prev_hash=prev_hash, hash=entry_hash(prev_hash, payload))
 

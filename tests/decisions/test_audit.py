@@ -281,3 +281,20 @@ def test_verify_chain_any_single_body_edit_found_at_its_seq(n, data):
     rows[k] = replace(rows[k], body={**rows[k].body, "n": data.draw(st.integers(100, 10**6))})
 
     assert kinds(verify_chain(rows)) == [(k + 1, ProblemKind.EDITED)]
+
+
+_leaves = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text() | st.decimals(allow_nan=False, allow_infinity=False)
+           | st.datetimes(timezones=st.just(UTC)) | st.sampled_from(list(Colour)))
+_bodies = st.dictionaries(st.text(), st.recursive(_leaves, lambda inner: st.lists(inner, max_size=4)
+                                                  | st.dictionaries(st.text(), inner, max_size=4), max_leaves=20),
+                          max_size=6)
+
+
+@given(body=_bodies, kind=st.sampled_from(["decision", Colour.RED]), subject=st.text())
+def test_next_entry_hash_is_the_hash_of_entry_payload_of_its_fields(body, kind, subject):
+    # next_entry writes the payload without walking the body twice: the text must be entry_payload's.
+    row = next_entry(prev_seq=6, prev_hash=GENESIS_HASH, ts=T0, kind=kind, actor="engine", subject=subject, body=body)
+
+    assert row.hash == entry_hash(GENESIS_HASH, entry_payload(seq=7, ts=T0, kind=kind, actor="engine",
+                                                              subject=subject, body=body))
