@@ -346,9 +346,25 @@ def machine() -> dict:
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
+def host_probe_ms() -> float:
+    """Return the median of five timings of a fixed pure-Python loop (ms): the host's speed, not the code's.
+
+    This shared host's speed moves by 10-30 % from hour to hour at the same load average; the probe
+    taken before and after a run tells a slow stretch from a slower change.
+    """
+    timings = []
+    for _ in range(5):
+        start, total = time.perf_counter_ns(), 0
+        for i in range(1_000_000):
+            total += i * i
+        timings.append((time.perf_counter_ns() - start) / 1e6)
+    return round(sorted(timings)[2], 1)
+
+
 def main() -> None:
     args = _args()
     before = machine()      # other sessions' load shows here: wall times on a shared 2-core box move with it
+    before["host_probe_ms"] = host_probe_ms()
     database = database_recreate(args.database_url)
     django_start(args.database_url, args.redis)
     instrument, frame = world_seed(args.warm + args.cycles + args.profile)
@@ -370,7 +386,8 @@ def main() -> None:
         cycles.append(cycle_once(frame.iloc[[k]], instrument, subscriber, clock, queries))
         if len(cycles) % 100 == 0:
             print(f"{len(cycles)} cycles, last {cycles[-1]['total_ms']:.1f} ms", file=sys.stderr)
-    result = {"machine": before, "load_average_at_end": machine()["load_average_1_5_15"], "database": database,
+    result = {"machine": before, "load_average_at_end": machine()["load_average_1_5_15"],
+              "host_probe_ms_at_end": host_probe_ms(), "database": database,
               "channel_layer": "channels-redis " + args.redis if args.redis else "in-memory (one process)",
               "candles": f"{CANDLE_FILE}: {args.cycles} bars after {WARMUP_BARS} warm-up and {args.warm} untimed",
               "config": BENCH_CONFIG, "heap_frozen": not args.no_freeze, "summary": summarize(cycles)}
@@ -403,6 +420,8 @@ def _print(result: dict) -> None:
     s = result["summary"]
     print(f"{s['cycles']} cycles: p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f}, p99 {s['p99_ms']:.1f}, "
           f"max {s['max_ms']:.1f} (target p99 < {TARGET_P99_MS:.0f} ms: {'met' if s['target_met'] else 'NOT met'})")
+    print(f"host probe (a fixed pure-Python loop, lower is faster): {result['machine']['host_probe_ms']} ms before, "
+          f"{result['host_probe_ms_at_end']} ms after")
     print(f"entries in {s['cycles_with_entry']} cycles (p50 {s['entry_cycles_p50_ms']}, p99 "
           f"{s['entry_cycles_p99_ms']} ms), exits in {s['cycles_with_exit']}, "
           f"{s['queries_per_cycle_mean']:.0f} queries a cycle")
