@@ -1,7 +1,7 @@
 """Benchmark the live path per candle: close -> snapshot -> decision -> gates -> paper order -> MariaDB -> websocket.
 
 Usage: .venv/bin/python bench/live_path.py [--cycles 1000] [--warm 10] [--database-url URL]
-           [--redis redis://127.0.0.1:6391/0] [--out bench/live_path.json] [--profile 50]
+           [--redis redis://127.0.0.1:6391/0] [--out bench/live_path.json] [--profile 50] [--history-days 365]
 
 The output file keeps the last run of each channel layer ("in-memory", "channels-redis").
 
@@ -16,6 +16,10 @@ event) has arrived at a channel subscribed to the dashboards' "live" group on th
 the in-memory layer of a single process by default, or Redis with --redis (channels-redis, as in
 production with several processes; pass a running server the bench may use alone: channels left in
 the "live" group by an earlier, interrupted run slow every send).
+
+--history-days N first writes N days of past trading history ending before the warm-up (candles,
+derivatives, a decision, snapshot, flow and equity point per bar, about 13 closed trades a day,
+their audit records: bench/history_seed.py), so the reads that grow with history are measured.
 
 The database is MariaDB, a database of its own (`tradingbot_bench_live`, dropped and created at the
 start, then migrated); DATABASE_URL or --database-url names the server and user (host "localhost":
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import platform
@@ -98,6 +103,8 @@ def _args():
     parser.add_argument("--out", default=str(REPO / "bench" / "live_path.json"))
     parser.add_argument("--profile", type=int, default=0, help="cProfile this many cycles after the run")
     parser.add_argument("--profile-out", default="", help="also write the cProfile stats to this file")
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="first seed this many days of past trading history (bench/history_seed.py)")
     parser.add_argument("--no-freeze", action="store_true",
                         help="leave the start-up heap in the garbage collector's passes (tradingbot.heap)")
     return parser.parse_args()
@@ -368,6 +375,7 @@ def main() -> None:
     database = database_recreate(args.database_url)
     django_start(args.database_url, args.redis)
     instrument, frame = world_seed(args.warm + args.cycles + args.profile)
+    history = _history(instrument, frame, args.history_days) if args.history_days else None
     if not args.no_freeze:
         from tradingbot.heap import heap_freeze
 
@@ -391,6 +399,8 @@ def main() -> None:
               "channel_layer": "channels-redis " + args.redis if args.redis else "in-memory (one process)",
               "candles": f"{CANDLE_FILE}: {args.cycles} bars after {WARMUP_BARS} warm-up and {args.warm} untimed",
               "config": BENCH_CONFIG, "heap_frozen": not args.no_freeze, "summary": summarize(cycles)}
+    if history is not None:
+        result.update(history_days=args.history_days, history_seed=history)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -404,6 +414,20 @@ def main() -> None:
         stats.sort_stats("tottime").print_stats(25)
     _save(Path(args.out), "channels-redis" if args.redis else "in-memory", result)
     _print(result)
+
+
+def _history(instrument, frame, days: int) -> dict:
+    """Seed `days` of past trading history before the warm-up (bench/history_seed.py); return what it wrote."""
+    from django.conf import settings
+
+    from history_seed import history_seed  # bench/, this script's directory, leads sys.path
+
+    until = datetime.fromtimestamp(int(frame["open_time_ms"].iloc[-1]) / 1000, tz=timezone.utc) + STEP
+    seeded = history_seed(instrument=instrument, days=days, data_dir=Path(settings.MARKET_DATA_DIR),
+                          candle_file=CANDLE_FILE, until=until)
+    print(f"history: {days} days seeded in {seeded['seconds']} s: {seeded['rows']}", file=sys.stderr)
+    gc.collect()    # the seed's rows are garbage now: collected before the heap is frozen and the cycles timed
+    return seeded
 
 
 def _save(path: Path, layer: str, result: dict) -> None:
@@ -425,6 +449,10 @@ def _print(result: dict) -> None:
     print(f"entries in {s['cycles_with_entry']} cycles (p50 {s['entry_cycles_p50_ms']}, p99 "
           f"{s['entry_cycles_p99_ms']} ms), exits in {s['cycles_with_exit']}, "
           f"{s['queries_per_cycle_mean']:.0f} queries a cycle")
+    if "history_seed" in result:
+        seeded = result["history_seed"]
+        print(f"history: {result['history_days']} days before the warm-up, seeded in {seeded['seconds']} s; rows: "
+              + ", ".join(f"{name} {count:,}" for name, count in seeded["rows"].items()))
     for name, row in s["stages"].items():
         asked = f"  {row['queries_mean']:5.1f} queries" if "queries_mean" in row else ""
         print(f"  {name:52} mean {row['mean_ms']:8.2f}  p50 {row['p50_ms']:8.2f}  p99 {row['p99_ms']:8.2f}{asked}")
