@@ -31,7 +31,7 @@ looks like months of running the bot. This writes, for one instrument (BTCUSDT 1
   report, position_opened; an exit's created, report, position_closed), through the chain's own
   append (decisions.audit_services) in batches, so `verify_audit` holds.
 
-Deterministic: one numpy generator with a fixed seed.
+Deterministic: numpy generators with a fixed seed, one per part (prices, derivatives, trades).
 """
 from __future__ import annotations
 
@@ -66,16 +66,17 @@ GATES = ("daily_loss", "weekly_drawdown", "max_drawdown", "loss_streak", "sl_str
 STRATEGIES = ("rules", "ema_cross", "rsi", "bollinger", "atr_breakout")
 
 
-
 def history_seed(*, instrument, days: int, data_dir: Path, candle_file: str, until: datetime) -> dict:
     """Write `days` of history ending at `candle_file`'s first bar; derivatives run on to `until`. Return counts."""
     from django.db import connection
 
     started = time.perf_counter()
-    rng = np.random.default_rng(SEED)
+    # One generator per part: the trades and prices stay the same whatever span the derivatives cover.
+    prices_rng, derivatives_rng, trading_rng = (np.random.default_rng([SEED, part]) for part in range(3))
     bench_bars = pd.read_csv(data_dir / candle_file, usecols=["open_time_ms", "open", "close"])
     end_ms = int(bench_bars["open_time_ms"].iloc[0])
-    bars, sources = history_bars(data_dir, end_ms - days * 86_400_000, end_ms, float(bench_bars["open"].iloc[0]), rng)
+    bars, sources = history_bars(data_dir, end_ms - days * 86_400_000, end_ms,
+                                 float(bench_bars["open"].iloc[0]), prices_rng)
     parts = {"prices": time.perf_counter() - started}
     counts = {"candles_15m": _candles_write(instrument, bars)}
     parts["candles"] = time.perf_counter() - started - sum(parts.values())
@@ -83,9 +84,10 @@ def history_seed(*, instrument, days: int, data_dir: Path, candle_file: str, unt
     later = bench_bars[bench_bars["open_time_ms"] < _ms(until)]
     closes = (np.concatenate([bars["open_time_ms"].to_numpy() + STEP_MS, later["open_time_ms"].to_numpy() + STEP_MS]),
               np.concatenate([bars["close"].to_numpy(float), later["close"].to_numpy(float)]))
-    counts.update(_derivatives_write(instrument, closes, int(bars["open_time_ms"].iloc[0]), _ms(until), data_dir, rng))
+    counts.update(_derivatives_write(instrument, closes, int(bars["open_time_ms"].iloc[0]), _ms(until), data_dir,
+                                     derivatives_rng))
     parts["derivatives"] = time.perf_counter() - started - sum(parts.values())
-    book = _trading_book(instrument, bars, rng)
+    book = _trading_book(instrument, bars, trading_rng)
     parts["trading rows made"] = time.perf_counter() - started - sum(parts.values())
     counts.update(book.write())
     parts["trading rows inserted"] = time.perf_counter() - started - sum(parts.values())
