@@ -198,7 +198,13 @@ def _derivatives_write(instrument, closes: tuple[np.ndarray, np.ndarray], start_
 
     first_funding = -(-start_ms // EIGHT_HOURS_MS) * EIGHT_HOURS_MS
     funding_ts = np.arange(first_funding, until_ms, EIGHT_HOURS_MS, dtype="int64")
-    rates = np.round(0.0001 + np.cumsum(rng.normal(0.0, 0.00002, len(funding_ts))).clip(-0.0004, 0.0004), 8)
+    # Mean-reverting around Binance's base rate (0.01 % per 8 h), as funding is: a walk would drift into
+    # long "extreme" stretches that refuse the rule's entries for days.
+    rates, noise = np.empty(len(funding_ts)), rng.normal(0.0, 0.00001, len(funding_ts))
+    level = 0.0
+    for k, step in enumerate(noise):
+        level = 0.95 * level + step
+        rates[k] = round(0.0001 + level, 8)
     for path in sorted(data_dir.glob("binance_usdm_BTCUSDT_funding_*.csv.gz")):
         recorded = pd.read_csv(path)
         by_slot = dict(zip(recorded["funding_time_ms"] // EIGHT_HOURS_MS * EIGHT_HOURS_MS, recorded["funding_rate"]))
