@@ -6,6 +6,9 @@ client ids make every step idempotent. The position is built from what the entry
 not from the reply to one send: `entry_position_sync` opens it at the first fill and grows it with
 later ones, so an entry whose reply was lost, or that filled in part and then expired, still gets
 its position with the decision's stop and targets. On a venue the protection follows at once.
+Booking marks the decision's entry orders with their position (`Order.position`), so the engine's
+per-cycle read of entries to book (`entries_to_sync`) reads only unmarked orders and open
+positions' ones, never the account's history of closed trades.
 The chase itself is decided in `execution.chase`; this module sends, cancels and books.
 """
 from __future__ import annotations
@@ -100,8 +103,9 @@ def _entry_fills(decision: Decision, account: Account):
     return Fill.objects.filter(order__decision=decision, order__account=account, order__leg__startswith="entry")
 
 
-def _entry_orders_filled(decision: Decision, account: Account) -> tuple[str | None, list[tuple]]:
-    """Return (the client id of the decision's last entry order, (quantity, price, fee) of each entry fill).
+def _entry_orders_filled(decision: Decision, account: Account) -> tuple[str | None, list[tuple], set[int]]:
+    """Return (the client id of the decision's last entry order, (quantity, price, fee) of each entry fill,
+    the ids of its entry orders not yet marked with a position).
 
     One read of the orders with their fills joined (an order without fills gives one empty row);
     the fills come newest first, as Fill orders them. Compiled once (tradingbot.compiled_reads):
@@ -109,8 +113,9 @@ def _entry_orders_filled(decision: Decision, account: Account) -> tuple[str | No
     """
     rows = rows_compiled("entry orders with fills", Order, _entry_orders_filled_read, decision_id=decision.pk,
                          account_id=account.pk)
-    fills = sorted(((ts, q, p, f) for _, ts, q, p, f in rows if ts is not None), key=lambda r: r[0], reverse=True)
-    return (rows[-1][0] if rows else None), [(q, p, f) for _, q, p, f in fills]
+    fills = sorted(((ts, q, p, f) for *_, ts, q, p, f in rows if ts is not None), key=lambda r: r[0], reverse=True)
+    unmarked = {pk for pk, position_id, *_ in rows if position_id is None}
+    return (rows[-1][2] if rows else None), [(q, p, f) for _, q, p, f in fills], unmarked
 
 
 def _exit_fees(position: Position) -> Decimal:
@@ -129,7 +134,8 @@ def _levels(decision: Decision, trail_atr_multiple: Decimal | None) -> dict:
 def _entry_orders_filled_read(*, decision_id: int, account_id: int):
     return (Order.objects.filter(decision_id=decision_id, account_id=account_id, leg__startswith="entry")
             .order_by("created_at", "pk")
-            .values_list("client_order_id", "fills__ts", "fills__quantity", "fills__price", "fills__fee_usdt"))
+            .values_list("pk", "position_id", "client_order_id", "fills__ts", "fills__quantity", "fills__price",
+                         "fills__fee_usdt"))
 
 
 def _position_locked(decision: Decision, account: Account) -> tuple[Position | None, Position | None]:
@@ -210,7 +216,7 @@ def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
     `liquidation_of(position)` gives an opened or grown position its liquidation price (paper) in
     the same write. With `audit` the position's record is queued there.
     """
-    last_entry, fills = _entry_orders_filled(decision, account)
+    last_entry, fills, unmarked = _entry_orders_filled(decision, account)
     quantity = sum((q for q, _, _ in fills), Decimal(0))
     if quantity <= 0:
         return None, ""
@@ -225,6 +231,10 @@ def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
                                          liquidation_of), "opened"
             else:
                 change = "grown" if _grow(position, quantity, price, fee, liquidation_of) else ""
+            if unmarked:
+                # The marker entries_to_sync reads: with it a closed trade's orders drop out of the per-cycle
+                # read. A fill that came after the close is marked too: a closed trade is never booked again.
+                Order.objects.filter(pk__in=unmarked, position__isnull=True).update(position=position)
             if change:
                 audit_order_id(last_entry, now, {"action": f"position_{change}", "position": position.pk,
                                                  "quantity": position.quantity, "entry_price": position.entry_price},
@@ -340,30 +350,54 @@ def _refused_reprices(account: Account, now: datetime, config: TradingConfig) ->
     return out
 
 
-def entries_to_sync(account: Account):
-    """Return the decisions whose entry fills the books' position does not reflect yet."""
-    out = []
+def entries_to_sync(account: Account) -> list[Decision]:
+    """Return the decisions whose entry fills the books' position does not reflect yet, by id.
+
+    One query when there is none (every engine cycle, per instrument), two otherwise. A decision
+    counts when its entry orders filled and it has no position, or its position (the first by
+    id) is open and booked less than they filled; a decision with a closed position never does.
+    """
+    filled: dict[int, Decimal] = {}
+    positions: dict[int, tuple] = {}
     for decision_id, quantity, status, booked in rows_compiled("entries to sync", Order, _filled_entries_read,
                                                                account_id=account.pk):
-        if status is None or (status == Position.Status.OPEN and quantity > booked):
-            out.append(Decision.objects.select_related("instrument", "snapshot").get(pk=decision_id))
-    return out
+        filled[decision_id] = filled.get(decision_id, Decimal(0)) + quantity
+        positions[decision_id] = (status, booked)
+    due = [pk for pk, quantity in filled.items()
+           if positions[pk][0] is None or (positions[pk][0] == Position.Status.OPEN and quantity > positions[pk][1])]
+    if not due:
+        return []
+    return list(Decision.objects.select_related("instrument", "snapshot").filter(pk__in=due).order_by("pk"))
 
 
 def _filled_entries_read(*, account_id: int):
-    """(decision, filled entry quantity, its position's status and booked entry quantity) per unbooked trade.
+    """(decision, filled quantity, its position's status and booked entry quantity) per filled entry order
+    that is unmarked or marked with an open position, of a decision without a closed position.
 
-    Read every engine cycle, compiled once (tradingbot.compiled_reads).
+    Read every engine cycle, compiled once (tradingbot.compiled_reads). Two parts, each an index
+    range on (position, account, leg, filled_quantity): the unmarked orders (position NULL: not
+    booked yet, or written before the marker) and the orders of the account's open positions. A
+    closed trade's orders are marked with its position, so a year of them costs nothing here.
     """
-    # Closed trades are done: leaving them out keeps this per-tick query to the open and the unbooked ones.
-    closed = Position.objects.filter(account_id=account_id, status=Position.Status.CLOSED, decision__isnull=False)
-    # The decision's position (status and entry quantity) in the same read: one query a tick, not one per trade.
-    position = Position.objects.filter(account_id=account_id, decision=OuterRef("decision")).order_by("pk")
+    positions = Position.objects.filter(account_id=account_id, decision=OuterRef("decision"))
+    first = positions.order_by("pk")
     booked = Coalesce(NullIf("initial_quantity", Decimal(0)), "quantity")
-    return (Order.objects.filter(account_id=account_id, leg__startswith="entry", decision__isnull=False,
-                                 filled_quantity__gt=0)
-            .exclude(decision__in=closed.values("decision"))
-            .values("decision").annotate(quantity=Sum("filled_quantity"),
-                                         position_status=Subquery(position.values("status")[:1]),
-                                         position_quantity=Subquery(position.values(q=booked)[:1]))
-            .values_list("decision", "quantity", "position_status", "position_quantity"))
+    # startswith is LIKE BINARY on MariaDB, which no index in the column's collation serves; the range
+    # around it (legs are lower case) is what lets the unmarked part read only the unmarked entries.
+    filled = Order.objects.filter(account_id=account_id, leg__gte="entry", leg__lt="entrz", leg__startswith="entry",
+                                  decision__isnull=False, filled_quantity__gt=0)
+
+    def part(orders):
+        # A scalar subquery, not Exists: MariaDB turns a NOT EXISTS into a materialized scan of every
+        # closed position of the account; this stays a lookup per order on the position's decision index.
+        closed = Subquery(positions.filter(status=Position.Status.CLOSED).order_by().values("pk")[:1])
+        # The decision's first position in the same read: one query a cycle, not one per trade.
+        return (orders.annotate(closed=closed).filter(closed__isnull=True)
+                .annotate(position_status=Subquery(first.values("status")[:1]),
+                          position_quantity=Subquery(first.values(q=booked)[:1]))
+                .values_list("decision", "filled_quantity", "position_status", "position_quantity")
+                .order_by())
+
+    unmarked = part(filled.filter(position__isnull=True))
+    open_ = part(filled.filter(position__account_id=account_id, position__status=Position.Status.OPEN))
+    return unmarked.union(open_, all=True)

@@ -63,6 +63,12 @@ class Order(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
     decision = models.ForeignKey(Decision, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    # The position an entry order's trade was booked into (execution.entries): the engine's per-cycle read of
+    # entries to book skips the orders of closed positions by it. NULL is always safe (the read then matches the
+    # decision's position), so a deleted position unmarks its orders rather than being blocked by them.
+    position = models.ForeignKey("Position", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="entry_orders", db_index=False,
+                                 help_text="entry orders: the position their fills were booked into")
     client_order_id = models.CharField(max_length=36, unique=True)
     intent_id = models.CharField(max_length=32)
     leg = models.CharField(max_length=8, help_text="entry, sl, tp1, exit ...")
@@ -90,7 +96,11 @@ class Order(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["intent_id", "leg"], name="uniq_order_intent_leg")]
         indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["instrument", "created_at"]),
-                   models.Index(fields=["created_at", "id"], name="order_created_id")]  # the logs page's order list
+                   models.Index(fields=["created_at", "id"], name="order_created_id"),  # the logs page's order list
+                   # entries_to_sync: the unbooked entries (position NULL) and open positions', never the history; it
+                   # leads with position so it also serves the FK (a position's orders, SET_NULL on delete)
+                   models.Index(fields=["position", "account", "leg", "filled_quantity"],
+                                name="order_position_account_leg")]
         ordering = ["-created_at"]
 
     def __str__(self):

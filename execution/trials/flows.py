@@ -106,6 +106,9 @@ def position_from_entry(run: Run, decision: Decision, order: Order) -> Position:
             entry_price=order.average_price, stop_price=decision.stop_price, target_price=decision.target_price,
             take_profits=[{**t, "filled": False} for t in decision.take_profits], opened_at=run.now, fees_usdt=fee,
             realized_pnl_usdt=-fee)
+        # Marked as execution.entries books them: the engine's read of entries to book skips marked orders.
+        Order.objects.filter(decision=decision, account=run.account, leg__startswith="entry",
+                             position__isnull=True).update(position=position)
         Account.objects.filter(pk=run.account.pk).update(balance_usdt=F("balance_usdt") - fee)
     return position
 

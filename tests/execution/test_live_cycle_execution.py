@@ -63,7 +63,7 @@ ENTRY_QUERIES = (1              # order row (a second worker's copy is refused b
                  + 1 + 1        # fills in one insert (they fill the whole order: no read back), order row
                  + 1 + 1        # the entry orders with their fills (summed in Python), the decision's
                                 # (or an adopted) position locked
-                 + 1 + 1        # position row with its liquidation price, entry fee off the balance
+                 + 1 + 1 + 1    # position row with its liquidation price, entry fee off the balance, entry orders marked
                  + 3)           # "created", "report" and "position_opened" together
 
 
