@@ -1,4 +1,5 @@
 """Shared fixtures; app-specific ones live in tests/<app>/."""
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,17 @@ def market_data_dir() -> Path:
     path = Path(settings.MARKET_DATA_DIR)
     assert path.is_dir(), f"MARKET_DATA_DIR {path} does not exist"
     return path
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """Put back the SIGTERM and SIGINT handlers a test's command installed (run_bot, run_execution).
+
+    Left in place they outlive the test: a later test's forked processes inherit them, and a
+    handler that only notes the signal keeps such a process alive under terminate().
+    """
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -85,6 +86,20 @@ def full_bars(run: Run, sym: SymbolRun, closes: range) -> list[int]:
 _AHEAD: Run | None = None        # the run, inherited by the forked workers
 
 
+def analysis_pool(workers: int):
+    """Return a pool of `workers` forked processes (they inherit the run's candles) that terminate() stops."""
+    return multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start)
+
+
+def _worker_start() -> None:
+    """Give a forked worker the default SIGTERM: the pool's terminate() stops its workers with it.
+
+    A fork inherits the parent's handlers; one that does not exit (a command's graceful-stop flag)
+    would leave an idle worker waiting for work for ever, and the run waiting for it in __exit__.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _analyse(keys: list[tuple[int, int]]) -> list:
     out = []
     for index, now_ms in keys:
@@ -114,7 +129,7 @@ class AnalysesAhead:
         global _AHEAD
         _AHEAD = self.run
         # Fork: the workers inherit the candles instead of receiving them.
-        self.pool = multiprocessing.get_context("fork").Pool(self.workers)
+        self.pool = analysis_pool(self.workers)
         self.results = self.pool.imap(_analyse, self.chunks)
         return self
 

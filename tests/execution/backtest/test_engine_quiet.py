@@ -1,6 +1,10 @@
 """Quiet bars: the rule's FLAT verdict found for a whole run at once equals the snapshot's, and skipping the
 analysis on those bars changes no record of a run."""
+import multiprocessing
+import os
+import signal
 import threading
+import time
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
@@ -12,6 +16,7 @@ from analytics.snapshot import build_snapshot, min_bars
 from decisions.engine.rules import decide
 from decisions.models import Mode, TradingConfig
 from decisions.params import rule_params, snapshot_params
+from execution.backtest.analysis import analysis_pool
 from execution.backtest.engine import backtest_run
 from execution.backtest.quiet import QuietBars, QuietParams, window_atr
 from execution.backtest.world import Candles, InstrumentSpec, Market, SymbolData
@@ -119,3 +124,50 @@ def test_backtest_outside_the_main_thread_analyses_in_turn_and_records_the_same_
     thread.join()
 
     assert forks == [] and got["run"] == in_turn
+
+
+
+class _Hung(Exception):
+    pass
+
+
+def _hung(*_):
+    raise _Hung("terminate() still waits for a worker that ignored its SIGTERM")
+
+
+_STARTED = multiprocessing.get_context("fork").Event()     # inherited by the forked worker
+
+
+def _busy_until_stopped() -> None:
+    _STARTED.set()
+    time.sleep(3600)
+
+
+def test_the_analysis_pool_stops_its_workers_when_the_parent_swallows_sigterm():
+    """A fork inherits the parent's SIGTERM handler; terminate() must still end the backtest's workers.
+
+    A process whose handler only notes the signal (a command's graceful stop) once left a worker
+    running for ever under terminate(), and the run waiting for it in join(). An alarm turns such a
+    hang into a failure (a guard, not a speed limit).
+    """
+    noted = []
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: noted.append(True))
+    previous_alarm = signal.signal(signal.SIGALRM, _hung)
+    _STARTED.clear()
+    pool = analysis_pool(1)
+    worker, = pool._pool
+    signal.alarm(120)
+    try:
+        pool.apply_async(_busy_until_stopped)
+        assert _STARTED.wait(60)
+        pool.terminate()
+        pool.join()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous_term)
+        if worker.exitcode is None:     # failed: end it, or the interpreter's exit would wait for it too
+            os.kill(worker.pid, signal.SIGKILL)
+
+    assert worker.exitcode == -signal.SIGTERM
+    assert noted == []      # the signal went to the worker, not to this process
