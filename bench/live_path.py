@@ -2,8 +2,10 @@
 
 Usage: .venv/bin/python bench/live_path.py [--cycles 1000] [--warm 10] [--database-url URL]
            [--redis redis://127.0.0.1:6391/0] [--out bench/live_path.json] [--profile 50] [--history-days 365]
+           [--busy 2]
 
-The output file keeps the last run of each channel layer ("in-memory", "channels-redis").
+The output file keeps the last run of each kind: channel layer ("in-memory", "channels-redis"), with
+--history-days or --busy named in the key.
 
 Each cycle is one real USD-M BTCUSDT 15m candle of MARKET_DATA_DIR (the next one each time, after a
 300-bar warm-up): the candle is stored (`market.ingest.candles_upsert`, as the candle job does when
@@ -20,6 +22,10 @@ the "live" group by an earlier, interrupted run slow every send).
 --history-days N first writes N days of past trading history ending before the warm-up (candles,
 derivatives, a decision, snapshot, flow and equity point per bar, about 13 closed trades a day,
 their audit records: bench/history_seed.py), so the reads that grow with history are measured.
+
+--busy N runs N processes that only spin a pure-Python loop during the timed cycles: the same
+code on a host with N cores' worth of other work (on this 2-core machine, --busy 2 leaves the bench
+and MariaDB no idle core).
 
 The database is MariaDB, a database of its own (`tradingbot_bench_live`, dropped and created at the
 start, then migrated); DATABASE_URL or --database-url names the server and user (host "localhost":
@@ -105,6 +111,8 @@ def _args():
     parser.add_argument("--profile-out", default="", help="also write the cProfile stats to this file")
     parser.add_argument("--history-days", type=int, default=0,
                         help="first seed this many days of past trading history (bench/history_seed.py)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="spin this many pure-Python busy loops in other processes during the timed cycles")
     parser.add_argument("--no-freeze", action="store_true",
                         help="leave the start-up heap in the garbage collector's passes (tradingbot.heap)")
     return parser.parse_args()
@@ -390,10 +398,16 @@ def main() -> None:
     for k in range(args.warm):
         cycle_once(frame.iloc[[k]], instrument, subscriber, clock, queries)
     cycles = []
-    for k in range(args.warm, args.warm + args.cycles):
-        cycles.append(cycle_once(frame.iloc[[k]], instrument, subscriber, clock, queries))
-        if len(cycles) % 100 == 0:
-            print(f"{len(cycles)} cycles, last {cycles[-1]['total_ms']:.1f} ms", file=sys.stderr)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        for k in range(args.warm, args.warm + args.cycles):
+            cycles.append(cycle_once(frame.iloc[[k]], instrument, subscriber, clock, queries))
+            if len(cycles) % 100 == 0:
+                print(f"{len(cycles)} cycles, last {cycles[-1]['total_ms']:.1f} ms", file=sys.stderr)
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
     result = {"machine": before, "load_average_at_end": machine()["load_average_1_5_15"],
               "host_probe_ms_at_end": host_probe_ms(), "database": database,
               "channel_layer": "channels-redis " + args.redis if args.redis else "in-memory (one process)",
@@ -401,6 +415,8 @@ def main() -> None:
               "config": BENCH_CONFIG, "heap_frozen": not args.no_freeze, "summary": summarize(cycles)}
     if history is not None:
         result.update(history_days=args.history_days, history_seed=history)
+    if args.busy:
+        result["busy_loops"] = args.busy
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -412,7 +428,7 @@ def main() -> None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative").print_stats(45)
         stats.sort_stats("tottime").print_stats(25)
-    _save(Path(args.out), "channels-redis" if args.redis else "in-memory", result)
+    _save(Path(args.out), _run_key(args), result)
     _print(result)
 
 
@@ -430,8 +446,18 @@ def _history(instrument, frame, days: int) -> dict:
     return seeded
 
 
+def _run_key(args) -> str:
+    """Return the key of the run in the output file: its channel layer, and its history and busy loops if any."""
+    key = "channels-redis" if args.redis else "in-memory"
+    if args.history_days:
+        key += f", {args.history_days} days of history"
+    if args.busy:
+        key += f", {args.busy} busy loops"
+    return key
+
+
 def _save(path: Path, layer: str, result: dict) -> None:
-    """Write the run under its channel layer's key, keeping the other layer's last run in the file."""
+    """Write the run under its key (`_run_key`), keeping the other kinds' last runs in the file."""
     try:
         runs = json.loads(path.read_text()).get("runs", {})
     except (OSError, ValueError):
@@ -449,6 +475,8 @@ def _print(result: dict) -> None:
     print(f"entries in {s['cycles_with_entry']} cycles (p50 {s['entry_cycles_p50_ms']}, p99 "
           f"{s['entry_cycles_p99_ms']} ms), exits in {s['cycles_with_exit']}, "
           f"{s['queries_per_cycle_mean']:.0f} queries a cycle")
+    if result.get("busy_loops"):
+        print(f"{result['busy_loops']} busy-loop processes ran during the timed cycles")
     if "history_seed" in result:
         seeded = result["history_seed"]
         print(f"history: {result['history_days']} days before the warm-up, seeded in {seeded['seconds']} s; rows: "
