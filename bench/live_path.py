@@ -452,7 +452,7 @@ def _run_key(args) -> str:
     if args.history_days:
         key += f", {args.history_days} days of history"
     if args.busy:
-        key += f", {args.busy} busy loops"
+        key += f", {args.busy} busy loop{'s' if args.busy > 1 else ''}"
     return key
 
 
