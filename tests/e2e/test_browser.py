@@ -176,3 +176,62 @@ def test_approval_in_another_tab_puts_the_position_on_the_open_overview_without_
     assert position.pk == int(row.get_attribute("data-position") or row.get_attribute("data-position-id"))
     assert "LONG" in row.inner_text() and "BTC/USDT:USDT" in row.inner_text()
     assert overview.evaluate("window.stillTheSamePage") is True
+
+
+SEEN_TEXTS = """(runId) => {
+  // Keep every text the run's progress line shows, across the reload that brings the report.
+  const note = () => {
+    const text = document.querySelector(`[data-progress-run="${runId}"] [data-text]`);
+    if (!text) return;
+    const seen = JSON.parse(sessionStorage.getItem('seen') || '[]');
+    if (seen[seen.length - 1] !== text.textContent) seen.push(text.textContent);
+    sessionStorage.setItem('seen', JSON.stringify(seen));
+  };
+  note();
+  new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_backtest_page_follows_its_run_live_then_shows_the_report(operator_page, btc_15m, monkeypatch):
+    """A queued run's page shows the worker's progress as it comes, then reloads into the report.
+
+    The run is stored as the dashboard's start does, and a worker runs it: this process, with the
+    worker role, so its events go through the outbox and daphne's relay as a django-q2 worker's do.
+    """
+    from execution.backtest import jobs
+    from execution.tasks_backtest import backtest_execute
+    from tests.execution.backtest.jobs_fixtures import close_of
+    from tests.market_fixtures import WARMUP_BARS
+    from dashboard.events import ROLE_ENV
+
+    instrument, frame = btc_15m
+    TradingConfigFactory(mode="ON", edge_threshold=0.5)
+    queued = []
+    monkeypatch.setattr(jobs, "enqueue_on_commit", lambda task, run_ids: queued.extend(run_ids))
+    monkeypatch.setenv(ROLE_ENV, "worker")
+    run = jobs.backtest_submit(symbols=[instrument.exchange_symbol], timeframe="15m",
+                               start=close_of(frame, WARMUP_BARS - 1), end=close_of(frame, len(frame) - 1),
+                               starting_equity=Decimal("10000"), parameters=None, actor="olga",
+                               now=timezone.now())
+    assert queued == [run.pk]
+    page = operator_page
+    page.goto(f"/backtests/{run.pk}/")
+    page.wait_for_selector('[data-conn="live"]')
+    progress = page.locator(f'[data-progress-run="{run.pk}"] [data-text]')
+    assert progress.inner_text().startswith("queued · 0/")
+    page.evaluate(SEEN_TEXTS, run.pk)
+
+    backtest_execute(run.pk)
+    run.refresh_from_db()
+
+    page.wait_for_selector("[data-metrics]", timeout=30_000)      # the reload once the run was done
+    seen = page.evaluate("() => JSON.parse(sessionStorage.getItem('seen') || '[]')")
+    total = run.bars_total
+    assert run.status == "done" and total > 50
+    running = [text for text in seen if text.startswith("running · ")]
+    # The progress the worker sent while it ran reached the page, in order, before its end.
+    done_counts = [int(text.split(" · ")[1].split("/")[0]) for text in running]
+    assert len(done_counts) >= 5 and done_counts == sorted(done_counts)
+    assert sum(0 < count < total for count in done_counts) >= 5
+    assert seen[-1] == f"done · {total}/{total} bars (100.0 %)"
+    assert page.locator('[data-metric="trade_count"] td').inner_text() == str(run.metrics["trade_count"])
