@@ -1,4 +1,6 @@
 """Parity: real candles through the live cycle and through the backtester give the same trading, field by field."""
+import dataclasses
+import json
 from datetime import datetime, timezone
 from decimal import Decimal as D
 
@@ -8,6 +10,8 @@ from django.conf import settings
 from decisions.models import Decision, Mode, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.backtest.engine import backtest_run
+from execution.backtest.metrics import summarize
+from execution.backtest.runs import closed_trades
 from execution.backtest.world import Candles, InstrumentSpec
 from execution.engine import cycle_run
 from execution.models import EquityPoint, Fill, Order, Position
@@ -121,10 +125,10 @@ def btc_frame(market_data_dir):
 def test_backtest_decision_at_bar_unchanged_when_later_bars_removed(btc_frame):
     full = _run(btc_frame)
     executed = [i for i, d in enumerate(full.decisions) if d.outcome == "executed"]
-    # Cut at the first entry, three bars into the second trade, and at a bar after an exit.
-    cuts = [full.decisions[i].as_of for i in (executed[0], executed[1] + 3, 40)]
 
-    for cut in cuts:
+    # Cut at every close of the day: entries, bars inside trades and bars after exits are all among them.
+    assert len(full.decisions) == DAY_BARS and len(executed) >= 2
+    for cut in (d.as_of for d in full.decisions):
         keep = btc_frame[btc_frame["open_time_ms"] + STEP_MS <= cut.timestamp() * 1000]
         cut_run = _run(keep)
 
@@ -132,7 +136,26 @@ def test_backtest_decision_at_bar_unchanged_when_later_bars_removed(btc_frame):
         assert cut_run.equity == tuple(p for p in full.equity if p.ts <= cut)
 
 
+def _canonical(value):
+    if isinstance(value, D):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"no canonical form for {type(value).__name__}")
+
+
+def _result_bytes(result) -> bytes:
+    """Return the run's decisions, orders, fills, trades, equity and metrics as canonical JSON bytes."""
+    trades = closed_trades(result, "BTCUSDT")
+    metrics = summarize(trades, [int(e.ts.timestamp() * 1000) for e in result.equity],
+                        [e.equity_usdt for e in result.equity], start_ms=int(result.equity[0].ts.timestamp() * 1000),
+                        end_ms=int(result.equity[-1].ts.timestamp() * 1000), starting_equity=D("10000"))
+    body = {"result": dataclasses.asdict(result), "metrics": metrics.as_dict()}
+    return json.dumps(body, sort_keys=True, default=_canonical, separators=(",", ":")).encode()
+
+
 def test_backtest_two_runs_give_identical_results(btc_frame):
     first, second = _run(btc_frame), _run(btc_frame)
 
     assert first.orders and first == second
+    assert _result_bytes(first) == _result_bytes(second)
