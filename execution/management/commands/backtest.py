@@ -1,4 +1,4 @@
-"""manage.py backtest: the live pipeline over stored candles, with a progress bar; the run is stored."""
+"""manage.py backtest: the live pipeline over stored candles or CSV recordings, with a progress bar; run stored."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
+from execution.backtest.csv_source import MARKETS, csv_backtest_start
 from execution.backtest.engine import ApprovalPolicy
 from execution.backtest.runs import backtest_start
 from market.models import Instrument
@@ -47,7 +48,8 @@ def _approvals(text: str | None) -> ApprovalPolicy | None:
 
 
 class Command(BaseCommand):
-    help = ("Run the live decision and execution pipeline (paper fills) over stored candles and store the run "
+    help = ("Run the live decision and execution pipeline (paper fills) over stored candles (or the CSV "
+            "recordings, --source csv) and store the run "
             "with its trades, equity and metrics (see docs/BACKTEST.md).")
 
     def add_arguments(self, parser):
@@ -60,6 +62,15 @@ class Command(BaseCommand):
         parser.add_argument("--equity", default="10000", help="starting equity in USDT")
         parser.add_argument("--workers", type=int, default=1,
                             help="processes that analyse the bars ahead of the run (2 uses both cores)")
+        parser.add_argument("--source", choices=("db", "csv"), default="db",
+                            help="candles from the database (db, default) or from the Binance recordings of "
+                                 "MARKET_DATA_DIR (csv): the decision and structure timeframes, funding from "
+                                 "the USD-M funding files where they cover the range")
+        parser.add_argument("--data-dir", default=None, help="with --source csv: the directory of the recordings "
+                                                             "(default settings.MARKET_DATA_DIR)")
+        parser.add_argument("--market", choices=MARKETS, default=None,
+                            help="with --source csv: read only usdm or spot files (default usdm where its files "
+                                 "cover the range, else spot)")
         parser.add_argument("--approve", default=None,
                             help="HYBRID decisions waiting for approval: approve, reject (default) or a minimum "
                                  "confidence (0.7 approves those at 70 %% or more)")
@@ -72,10 +83,17 @@ class Command(BaseCommand):
             equity = Decimal(opts["equity"])
         except InvalidOperation:
             raise CommandError(f"--equity {opts['equity']!r} is not a number") from None
+        if opts["source"] == "db" and (opts["data_dir"] or opts["market"]):
+            raise CommandError("--data-dir and --market are for --source csv")
+        common = dict(instruments=instruments, timeframe=opts["timeframe"], start=_utc(opts["start"]),
+                      end=_utc(opts["end"]), starting_equity=equity, progress=self._bar,
+                      approvals=_approvals(opts["approve"]), workers=max(1, opts["workers"]))
         try:
-            run = backtest_start(instruments=instruments, timeframe=opts["timeframe"], start=_utc(opts["start"]),
-                                 end=_utc(opts["end"]), starting_equity=equity, progress=self._bar,
-                                 approvals=_approvals(opts["approve"]), workers=max(1, opts["workers"]))
+            if opts["source"] == "csv":
+                run = csv_backtest_start(directory=opts["data_dir"], market=opts["market"], notes=self.stdout.write,
+                                         **common)
+            else:
+                run = backtest_start(**common)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write("")
