@@ -10,9 +10,9 @@ world (`execution.backtest.world`) answers them from candle and funding arrays a
 (`execution.backtest.ledger`) from the simulated account.
 
 What the live path has and this does not: order books (spread gate), derivatives other than funding
-rates, ETF flows, liquidation zones and sentiment uploads (the flow sees candles only), mark-price
-klines (stops trigger on the bars' own range) and the venue's own resting exits (paper simulates
-exits bar by bar, as here).
+rates and mark-price klines (which trigger stops under MARK_PRICE and mark funding, as in the paper
+venue), ETF flows, liquidation zones and sentiment uploads (the flow sees candles only) and the
+venue's own resting exits (paper simulates exits bar by bar, as here).
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def _run_new(config, symbols: Sequence[SymbolData], starting_equity: Decimal, ac
     packet = packet_params(config)
     strategy_names = [s.name for s in packet.strategies]
     ordered = sorted(symbols, key=lambda d: d.instrument.instrument_id)    # the live cycle's instrument order
-    runs = [SymbolRun(d.instrument, Market(d.candles, d.funding),
+    runs = [SymbolRun(d.instrument, Market(d.candles, d.funding, d.marks),
                       _quiet(config, d, strategy_names, packet.rules) if skip_quiet_bars else None)
             for d in ordered]
     run = Run(config, runs, Ledger(starting_equity, starting_equity), account_name, first_position_id, approvals,

@@ -1,11 +1,14 @@
 """Exits and funding of open positions: execution.services.positions_check_exits, position_reduce and the
 paper venue's funding (paper_funding_settle, paper_funding_apply), over the run's bars.
 
-Exits walk the finest stored bars since the last check through `ladder_step`. Until the first target
-has filled, a bar that reaches no level leaves the position as it was (no breakeven, no trail yet),
-so the bars up to the first one that may reach the stop, the liquidation price or the next target,
-or that opens on a funding time, are skipped after one vectorised search; the exact Decimal step
-then runs on that bar. Once the trail is live every bar moves the best price, so each one runs.
+Exits walk the finest stored bars since the last check through `ladder_step`. Under MARK_PRICE the
+stop and the liquidation price trigger on the bar's mark range when mark klines are stored
+(`Market.exit_triggers`, as paper_exit_bars gives it); otherwise, and under CONTRACT_PRICE, on the
+bar's own range. Until the first target has filled, a bar that reaches no level leaves the position
+as it was (no breakeven, no trail yet), so the bars up to the first one that may reach the stop, the
+liquidation price or the next target, or that opens on a funding time, are skipped after one
+vectorised search; the exact Decimal step then runs on that bar. Once the trail is live every bar
+moves the best price, so each one runs.
 """
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ import numpy as np
 from execution.backtest.ledger import SimPosition, stored
 from execution.backtest.records import FundingRecord
 from execution.backtest.state import Run, SymbolRun, dt
-from execution.backtest.world import Candles, to_decimal
+from execution.backtest.world import Candles, MarkTriggers, to_decimal
 from execution.brokers.paper import LadderPosition, Target, ladder_step, position_pnl
 from execution.brokers.paper_model import FUNDING_INTERVAL_MS, funding_payment, funding_times, liquidation_clearance_fee
 from execution.oms import OrderIntent, make_intent_id
 
 logger = logging.getLogger(__name__)
 MARGIN = 1e-9           # relative: a float level this close to a bar's range counts as reached, then Decimals decide
+MARK_PRICE = "MARK_PRICE"   # TradingConfig.stop_working_type choice that triggers stops on the mark
 
 
 def _ladder(p: SimPosition) -> LadderPosition:
@@ -33,7 +37,8 @@ def _ladder(p: SimPosition) -> LadderPosition:
                           p.trail_distance or None, p.best_price)
 
 
-def _next_bar(candles: Candles, start: int, end: int, ladder: LadderPosition, position: SimPosition) -> int:
+def _next_bar(candles: Candles, start: int, end: int, ladder: LadderPosition, position: SimPosition,
+              triggers: MarkTriggers | None = None) -> int:
     """Return the first bar in [start, end) that may change the position before its first target has filled."""
     if ladder.targets and ladder.targets[0].filled:
         return start                    # breakeven and trail move the stop on every bar
@@ -41,12 +46,14 @@ def _next_bar(candles: Candles, start: int, end: int, ladder: LadderPosition, po
     long = ladder.side == "LONG"
     levels = [float(ladder.stop_price)] + ([float(position.liquidation_price)] if position.liquidation_price else [])
     low, high = candles.low[start:end], candles.high[start:end]
+    # The stop and the liquidation price trigger on the working price's range; targets on the last price.
+    trigger_low, trigger_high = (triggers.low[start:end], triggers.high[start:end]) if triggers else (low, high)
     if long:
-        reach = low <= max(levels) * (1 + MARGIN) + MARGIN
+        reach = trigger_low <= max(levels) * (1 + MARGIN) + MARGIN
         if target is not None:
             reach |= high >= float(target) * (1 - MARGIN) - MARGIN
     else:
-        reach = high >= min(levels) * (1 - MARGIN) - MARGIN
+        reach = trigger_high >= min(levels) * (1 - MARGIN) - MARGIN
         if target is not None:
             reach |= low <= float(target) * (1 + MARGIN) + MARGIN
     times = candles.open_time_ms[start:end]
@@ -66,19 +73,22 @@ def exits_check(run: Run, sym: SymbolRun, now_ms: int) -> None:
     if found is None:
         return
     candles, i, end = found
+    triggers = sym.market.exit_triggers(candles, i, end) if run.config.stop_working_type == MARK_PRICE else None
     ladder = _ladder(position)
     while True:
-        i = _next_bar(candles, i, end, ladder, position)
+        i = _next_bar(candles, i, end, ladder, position, triggers)
         if i >= end:
             break
         open_ms = int(candles.open_time_ms[i])
         if open_ms > position.opened_ms and open_ms % FUNDING_INTERVAL_MS == 0:
             # Funding settles at the bar's open, before anything the bar does (the position held then).
             funding_settle(run, sym, position, open_ms)
+        trigger_high, trigger_low = (triggers.range_at(i) if triggers else None) or (None, None)
         exits, ladder = ladder_step(ladder, to_decimal(candles.open[i]), to_decimal(candles.high[i]),
                                     to_decimal(candles.low[i]), sym.spec.step_size,
                                     breakeven_after_first=run.config.breakeven_after_tp1,
-                                    tick_size=sym.spec.tick_size, liquidation_price=position.liquidation_price)
+                                    tick_size=sym.spec.tick_size, trigger_high=trigger_high, trigger_low=trigger_low,
+                                    liquidation_price=position.liquidation_price)
         for exit_ in exits:
             _reduce(run, sym, position, exit_, max(open_ms, position.opened_ms))
         if position.status == "closed":

@@ -1,9 +1,9 @@
 """Stored backtests: candles from the database through the live pipeline in memory, results kept as a run.
 
 `backtest_start` loads each instrument's stored candles (every stored timeframe, with the warm-up each
-read of the cycle needs), its funding rates and the stored gate overrides, runs `engine.backtest_run`
-with the trading configuration in force (or one given) on one account for all the instruments, and
-stores a `BacktestRun` with the parameters, the symbols, the data range, the code version, the
+read of the cycle needs), its funding rates, its mark-price klines and the stored gate overrides, runs
+`engine.backtest_run` with the trading configuration in force (or one given) on one account for all the
+instruments, and stores a `BacktestRun` with the parameters, the symbols, the data range, the code version, the
 closed trades (entry, exit, reason, fees, funding, R multiple), the equity at every bar close and
 the metrics (`metrics.summarize`, with a per-symbol breakdown). Progress is written to the run as
 it goes, so a page or a command can follow it.
@@ -29,7 +29,8 @@ from decisions.selectors import trading_config_get
 from execution.backtest.engine import ApprovalPolicy, BacktestResult, backtest_run
 from execution.backtest.metrics import Trade, summarize
 from execution.backtest.state import GateOverrideSpec
-from execution.backtest.world import STRUCTURE_SOURCE_MAX_BARS, Candles, FundingRates, InstrumentSpec, SymbolData
+from execution.backtest.world import (STRUCTURE_SOURCE_MAX_BARS, Candles, FundingRates, InstrumentSpec, MarkPrices,
+                                      SymbolData)
 from execution.models import BacktestRun
 from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
 from market.timeframes import timeframe_ms
@@ -82,7 +83,11 @@ def symbol_load(*, instrument: Instrument, config, start: datetime, end: datetim
         .values_list("ts", "funding_rate", "mark_price"))
     funding = FundingRates.of([_ms(t) for t, _, _ in rows], [r for _, r, _ in rows], [m for _, _, m in rows]) \
         if rows else None
-    return SymbolData(InstrumentSpec.of(instrument), candles, funding)
+    # Mark klines over the same range: stop triggers under MARK_PRICE and the funding mark (paper_venue).
+    marks = [(_ms(t), period, mark) for t, period, mark in DerivativesSample.objects.filter(
+        instrument=instrument, kind=DerivativesKind.MARK_INDEX, mark_price__isnull=False,
+        ts__gte=start - FUNDING_MARGIN, ts__lte=end + FUNDING_MARGIN).values_list("ts", "period", "mark_price")]
+    return SymbolData(InstrumentSpec.of(instrument), candles, funding, MarkPrices.of(marks) if marks else None)
 
 
 def overrides_load(*, since: datetime, until: datetime) -> list[GateOverrideSpec]:

@@ -3,8 +3,8 @@
 `Market` answers what `analytics.selectors` (bars_load, context_load, structure_bars_load),
 `analytics.inputs.flow_inputs_load` (candles and funding rates), `execution.selectors.last_close`,
 `execution.paper_venue.paper_exit_bars` and the paper venue's funding look-up return when the
-database holds only these candles and funding rates (no book, ETF flows, liquidation zones,
-sentiment, mark klines or open interest). No rule is decided here: the pure core does.
+database holds only these candles, funding rates and mark-price klines (no book, ETF flows,
+liquidation zones, sentiment or open interest). No rule is decided here: the pure core does.
 
 Views the live path resamples on every call (a thin higher-timeframe view, structure bars built from
 1m) are cut here from one resample of the whole history: a bucket is in the window's resample
@@ -24,7 +24,7 @@ from analytics.flow.types import CandlePoint, FlowInputs, FlowParams, FundingPoi
 from analytics.selectors import MAX_RESAMPLE_SOURCE_BARS
 from analytics.snapshot import Bars, Context
 from market.resample import resample
-from market.timeframes import floor_open_time_ms, timeframe_ms
+from market.timeframes import TIMEFRAME_MS, floor_open_time_ms, timeframe_ms
 
 # The stored decimal places of prices, quantities and rates (DecimalField(.., 10)): values read back
 # from the database carry them, so the backtest's Decimals are made the same way.
@@ -32,6 +32,7 @@ PLACES = Decimal("1E-10")
 # Exits walk the finest stored bars of these timeframes (execution.paper_venue.BAR_TIMEFRAMES).
 EXIT_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h")
 HOUR_MS = 3_600_000
+MARK_MAX_AGE_MS = 8 * 3_600_000          # execution.paper_venue.MARK_MAX_AGE
 FUNDING_STAMP_TOLERANCE_MS = 60_000     # execution.paper_venue.FUNDING_STAMP_TOLERANCE
 STRUCTURE_SOURCE_MAX_BARS = 20_000      # analytics.selectors.structure_bars_from
 
@@ -134,12 +135,99 @@ class FundingRates:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkPrices:
+    """Stored mark-price klines of one symbol by period: open times (epoch ms, ascending) and closes as stored.
+
+    Stored as the collectors store them (DerivativesSample MARK_INDEX at the kline's open time with
+    its close), so a kline of `period` tells the mark at open time + period.
+    """
+
+    by_period: dict[str, tuple[np.ndarray, tuple[Decimal, ...]]]
+
+    @classmethod
+    def of(cls, rows) -> MarkPrices:
+        """Return the klines of (open time ms, period, mark) rows, marks kept as the database keeps them."""
+        grouped: dict[str, list] = {}
+        for ts_ms, period, mark in sorted(rows, key=lambda r: (r[1], int(r[0]))):
+            if mark is not None:
+                value = to_decimal(mark) if isinstance(mark, float) else Decimal(str(mark)).quantize(PLACES)
+                grouped.setdefault(period, []).append((int(ts_ms), value))
+        return cls({period: (np.asarray([t for t, _ in points], dtype=np.int64), tuple(m for _, m in points))
+                    for period, points in grouped.items()})
+
+    def finest(self, start_ms: int, end_ms: int, longest_ms: int) -> str | None:
+        """Return the shortest period, no longer than `longest_ms`, with a kline opened in [start_ms, end_ms)."""
+        found = [(_period_ms(p), p) for p, (times, _) in self.by_period.items()
+                 if 0 < _period_ms(p) <= longest_ms
+                 and np.searchsorted(times, start_ms, side="left") < np.searchsorted(times, end_ms, side="left")]
+        return min(found)[1] if found else None
+
+    def close_at(self, at_ms: int) -> Decimal | None:
+        """Return the last mark close by `at_ms` of a kline opened in the 8 h before (paper_venue._mark_at)."""
+        best = None
+        for period, (times, marks) in self.by_period.items():
+            length = _period_ms(period)
+            lo = int(np.searchsorted(times, at_ms - MARK_MAX_AGE_MS, side="right"))
+            hi = int(np.searchsorted(times, at_ms - length, side="right"))     # closed by at_ms
+            if hi > lo:
+                close_ms, open_ms = int(times[hi - 1]) + length, int(times[hi - 1])
+                # On equal closes the live read (newest open first) keeps the later-opened kline.
+                if best is None or (close_ms, open_ms) > best[:2]:
+                    best = (close_ms, open_ms, marks[hi - 1])
+        return best[2] if best else None
+
+
+def _period_ms(period: str) -> int:
+    # execution.paper_venue._period_ms: a period it does not know counts as 0.
+    return TIMEFRAME_MS.get(period, 0)
+
+
+class MarkTriggers:
+    """The mark-price trigger range of every bar of one exit series, from the klines of one period.
+
+    execution.paper_venue.paper_exit_bars with MARK_PRICE: a bar's range is that of the mark closes
+    from its open to its close (a kline closing on the bar's open counts); a bar with no mark close
+    after its open has none and triggers on its own range. `high`/`low` are floats for the search
+    (NaN-free: the bar's own range where no mark); `range_at` gives the stored Decimals.
+    """
+
+    def __init__(self, candles: Candles, times: np.ndarray, marks: tuple[Decimal, ...], period_ms: int):
+        step = candles.step_ms
+        closes = times + period_ms
+        opens = candles.open_time_ms
+        self.lo = np.searchsorted(closes, opens, side="left")
+        self.hi = np.searchsorted(closes, opens + step, side="right")
+        self.inside = np.searchsorted(closes, opens, side="right") < self.hi
+        self.marks = marks
+        values = np.asarray([float(m) for m in marks], dtype=float)
+        high, low = candles.high.copy(), candles.low.copy()
+        rows = np.flatnonzero(self.inside)
+        if len(rows):
+            lo, hi = self.lo[rows], self.hi[rows]
+            top = values[lo].copy()
+            bottom = top.copy()
+            for k in range(1, int((hi - lo).max())):
+                picked = values[np.minimum(lo + k, hi - 1)]
+                top, bottom = np.maximum(top, picked), np.minimum(bottom, picked)
+            high[rows], low[rows] = top, bottom
+        self.high, self.low = high, low
+
+    def range_at(self, i: int) -> tuple[Decimal, Decimal] | None:
+        """Return (trigger high, trigger low) of bar `i` from the stored marks, None when it has no mark close."""
+        if not self.inside[i]:
+            return None
+        seen = self.marks[int(self.lo[i]):int(self.hi[i])]
+        return max(seen), min(seen)
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolData:
-    """Everything the backtest reads of one instrument: its spec, its candles by timeframe and its funding."""
+    """Everything the backtest reads of one instrument: its spec, its candles by timeframe, funding and marks."""
 
     instrument: InstrumentSpec
     candles: dict[str, Candles]
     funding: FundingRates | None = None
+    marks: MarkPrices | None = None
 
 
 def _bars(candles: Candles, start: int, end: int, step_ms: int) -> Bars:
@@ -181,9 +269,12 @@ class _Resampled:
 class Market:
     """Candle and funding reads of one instrument as of a moment; nothing after it is ever returned."""
 
-    def __init__(self, candles: dict[str, Candles], funding: FundingRates | None = None):
+    def __init__(self, candles: dict[str, Candles], funding: FundingRates | None = None,
+                 marks: MarkPrices | None = None):
         self.candles = candles
         self.funding = funding
+        self.marks = marks
+        self._triggers: dict[tuple[str, str], MarkTriggers] = {}
         self._resampled: dict[tuple[str, str], _Resampled] = {}
         self._exit_timeframes = [tf for tf in EXIT_TIMEFRAMES if tf in candles]
         self._last_close: tuple[int | None, Decimal | None] = (None, None)
@@ -293,8 +384,8 @@ class Market:
     def exit_series(self, *, since_ms: int, now_ms: int, strictly_after: bool) -> tuple[Candles, int, int] | None:
         """Return (candles, first, end) of the finest bars opened from `since_ms` and closed by `now_ms`.
 
-        execution.paper_venue.paper_exit_bars with no stored mark klines: the trigger range is the
-        bar's own range. None when no such bar is stored.
+        execution.paper_venue.paper_exit_bars without the trigger range (`exit_triggers`). None when
+        no such bar is stored.
         """
         for timeframe in self._exit_timeframes:
             stored = self.candles[timeframe]
@@ -303,6 +394,25 @@ class Market:
             if end > start:
                 return stored, start, end
         return None
+
+    def exit_triggers(self, candles: Candles, first: int, end: int) -> MarkTriggers | None:
+        """Return the mark trigger range of the exit bars first..end-1 of `candles`, None without mark klines.
+
+        As paper_exit_bars reads them for one check: the klines of the finest period no longer than
+        a bar among those opened from a bar before the first to the last bar's close.
+        """
+        if self.marks is None or end <= first:
+            return None
+        step = candles.step_ms
+        period = self.marks.finest(int(candles.open_time_ms[first]) - step, int(candles.open_time_ms[end - 1]) + step,
+                                   step)
+        if period is None:
+            return None
+        key = (candles.timeframe, period)
+        if key not in self._triggers:
+            times, marks = self.marks.by_period[period]
+            self._triggers[key] = MarkTriggers(candles, times, marks, _period_ms(period))
+        return self._triggers[key]
 
     def volume_24h_usdt(self, now_ms: int) -> Decimal | None:
         """Return the quote volume of the 1h candles opened in [now - 25 h, now - 1 h], None without any."""
@@ -319,12 +429,14 @@ class Market:
     def funding_mark(self, at_ms: int) -> tuple[Decimal, Decimal] | None:
         """Return (rate, mark) of the settlement at `at_ms`, or None without a stored rate or a price.
 
-        The mark is the settlement's own, else the last close by `at_ms` (execution.paper_venue._mark_at
-        with no mark klines).
+        The mark is the settlement's own, else the last mark kline close by `at_ms`, else the last
+        close by `at_ms` (execution.paper_venue._mark_at).
         """
         found = self.funding.at(at_ms) if self.funding is not None else None
         if found is None:
             return None
         rate, mark = found
+        if not mark and self.marks is not None:
+            mark = self.marks.close_at(at_ms)
         mark = mark or self.last_close(at_ms)
         return (rate, mark) if mark is not None else None
