@@ -84,10 +84,16 @@ def symbol_load(*, instrument: Instrument, config, start: datetime, end: datetim
     funding = FundingRates.of([_ms(t) for t, _, _ in rows], [r for _, r, _ in rows], [m for _, _, m in rows]) \
         if rows else None
     # Mark klines over the same range: stop triggers under MARK_PRICE and the funding mark (paper_venue).
+    return SymbolData(InstrumentSpec.of(instrument), candles, funding,
+                      marks_load(instrument=instrument, since=start - FUNDING_MARGIN, until=end + FUNDING_MARGIN))
+
+
+def marks_load(*, instrument: Instrument, since: datetime, until: datetime) -> MarkPrices | None:
+    """Return the stored mark-price klines of `instrument` stamped in [since, until], or None when there are none."""
     marks = [(_ms(t), period, mark) for t, period, mark in DerivativesSample.objects.filter(
         instrument=instrument, kind=DerivativesKind.MARK_INDEX, mark_price__isnull=False,
-        ts__gte=start - FUNDING_MARGIN, ts__lte=end + FUNDING_MARGIN).values_list("ts", "period", "mark_price")]
-    return SymbolData(InstrumentSpec.of(instrument), candles, funding, MarkPrices.of(marks) if marks else None)
+        ts__gte=since, ts__lte=until).values_list("ts", "period", "mark_price")]
+    return MarkPrices.of(marks) if marks else None
 
 
 def overrides_load(*, since: datetime, until: datetime) -> list[GateOverrideSpec]:
