@@ -22,10 +22,11 @@ from execution.backtest.runs import symbol_load
 from execution.backtest.state import Run, SymbolRun
 from execution.backtest.world import Candles, FundingRates, InstrumentSpec, Market, MarkPrices
 from execution.engine import cycle_run
-from execution.models import Fill, Order, Position
+from execution.models import Position
 from market.ingest import derivatives_upsert
 from market.models import DerivativesKind
 from market.services import KNOWN_FILTERS
+from tests.execution.backtest.test_parity import _backtest_fills, _backtest_orders, _live_fills, _live_orders
 from tests.market_fixtures import DAY_BARS, WARMUP_BARS
 
 STEP_MS = 900_000
@@ -130,26 +131,6 @@ def _mode_on(config: TradingConfig) -> TradingConfig:
     config.mode = Mode.ON
     config.edge_threshold = 0.5
     return config
-
-
-def _live_orders() -> list[tuple]:
-    return [(o.created_at, o.client_order_id, o.leg, o.side, o.type, o.quantity, o.average_price, o.status)
-            for o in Order.objects.order_by("created_at", "pk")]
-
-
-def _backtest_orders(result) -> list[tuple]:
-    return [(o.created_at, o.client_order_id, o.leg, o.side, o.type, o.quantity, o.average_price, o.status)
-            for o in sorted(result.orders, key=lambda o: o.created_at)]
-
-
-def _live_fills() -> list[tuple]:
-    return [(f.order.client_order_id, f.ts, f.price, f.quantity, f.fee_usdt)
-            for f in Fill.objects.select_related("order").order_by("ts", "pk")]
-
-
-def _backtest_fills(result) -> list[tuple]:
-    return [(f.client_order_id, f.ts, f.price, f.quantity, f.fee_usdt)
-            for f in sorted(result.fills, key=lambda f: f.ts)]
 
 
 def _mark_frame(frame: pd.DataFrame) -> pd.DataFrame:
