@@ -12,15 +12,14 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from analytics.selectors import MAX_RESAMPLE_SOURCE_BARS
 from decisions.models import AuditRecord, GateOverride, TradingConfig
 from decisions.selectors import trading_config_get
+from execution.backtest.runs import lookback_bars
 from execution.backtest.state import GateOverrideSpec
 from execution.backtest.world import Candles, FundingRates
 from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
 from market.timeframes import timeframe_ms
 
-STRUCTURE_1M_BARS = 20_000        # analytics.selectors.structure_bars_from resamples at most this many 1m bars
 CONFIG_KINDS = (AuditRecord.Kind.MODE_CHANGE, AuditRecord.Kind.LIMIT_CHANGE)
 FUNDING_LOOKBACK = timedelta(hours=8)   # a settlement just outside the window is still booked by the paper venue
 
@@ -58,17 +57,6 @@ def trading_config_at(moment: datetime) -> TradingConfig:
     return config
 
 
-def _lookback_bars(timeframe: str, config: TradingConfig) -> int:
-    # Enough bars that every read the cycle makes (the window, the thin views resampled from the
-    # decision timeframe, the structure bars from 1m, the flow's candles) finds what the database had.
-    wanted = [config.history_bars, 101]
-    if timeframe == config.decision_timeframe:
-        wanted.append(MAX_RESAMPLE_SOURCE_BARS)
-    if timeframe == "1m":
-        wanted.append(STRUCTURE_1M_BARS)
-    return max(wanted) + 2
-
-
 def candles_for_replay(*, instrument: Instrument, config: TradingConfig, start: datetime,
                        end: datetime) -> dict[str, Candles]:
     """Return every stored timeframe of `instrument` that had closed by `end`, with the warm-up before `start`."""
@@ -76,7 +64,7 @@ def candles_for_replay(*, instrument: Instrument, config: TradingConfig, start: 
     timeframes = set(Candle.objects.filter(instrument=instrument).values_list("timeframe", flat=True).distinct())
     for timeframe in sorted(timeframes, key=timeframe_ms):
         step = timedelta(milliseconds=timeframe_ms(timeframe))
-        since = start - step * _lookback_bars(timeframe, config)
+        since = start - step * lookback_bars(timeframe, config)
         rows = list(Candle.objects.filter(instrument=instrument, timeframe=timeframe, open_time__gte=since,
                                           open_time__lte=end - step).order_by("open_time")
                     .values_list("open_time", "open", "high", "low", "close", "volume", "quote_volume",

@@ -17,7 +17,6 @@ parameters also hold `source: "csv"` and `source_files` (the files read).
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -26,11 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 from django.conf import settings
-from django.utils import timezone as django_timezone
 
-from decisions.selectors import trading_config_get
 from execution.backtest import runs
-from execution.backtest.engine import ApprovalPolicy, backtest_run
+from execution.backtest.engine import ApprovalPolicy
 from execution.backtest.world import Candles, FundingRates, InstrumentSpec, SymbolData
 from execution.models import BacktestRun
 from market.csvformat import FileKind, parse_candles, parse_file_name, parse_funding
@@ -163,7 +160,7 @@ def csv_symbol_load(*, instrument: Instrument, config, start: datetime, end: dat
         candles, files, missing = {}, [], []
         for tf in timeframes:
             step = timedelta(milliseconds=timeframe_ms(tf))
-            got = _candles(directory, name, symbol, tf, _ms(start - step * runs._lookback_bars(tf, config)),
+            got = _candles(directory, name, symbol, tf, _ms(start - step * runs.lookback_bars(tf, config)),
                            _ms(end), _ms(start - step * config.history_bars))
             if isinstance(got, str):
                 missing.append(got)
@@ -213,36 +210,13 @@ def csv_backtest_start(*, timeframe: str, start: datetime, end: datetime, starti
     Raises ValueError (CsvSourceError for the files) before anything is written. `notes(text)` is
     called with what was read for each symbol (its funding) before the run starts.
     """
-    # runs.backtest_start takes no data: its steps are repeated here with the CSV data in place of
-    # runs.symbol_load (see the report of issue 6 for the one-keyword change that would remove this).
-    if end <= start:
-        raise ValueError(f"end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}")
-    listed = runs._instruments(None, instruments)
-    config = copy.copy(config if config is not None else trading_config_get())     # read only
-    config.decision_timeframe = timeframe
-    load = csv_symbols_load(instruments=listed, config=config, start=start, end=end, directory=directory,
-                            market=market)
-    runs._check_history(load.data, config, timeframe, start, end)
-    for note in load.notes if notes is not None else ():
-        notes(note)
-    overrides = runs.overrides_load(since=start, until=end)
-    step = timedelta(milliseconds=timeframe_ms(timeframe))
-    run = runs._run_begin(None, listed, config, timeframe, start, end, starting_equity,
-                          int((end - start) / step) + 1)
-    run.parameters = {**run.parameters, "source": SOURCE, "source_files": load.files}
-    BacktestRun.objects.filter(pk=run.pk).update(parameters=run.parameters)
+    def loader(listed, run_config, since, until) -> tuple[list[SymbolData], dict]:
+        load = csv_symbols_load(instruments=listed, config=run_config, start=since, end=until, directory=directory,
+                                market=market)
+        for note in load.notes if notes is not None else ():
+            notes(note)
+        return load.data, {"source": SOURCE, "source_files": load.files}
 
-    def advance(done: int, of: int) -> None:
-        if done % runs.PROGRESS_EVERY_BARS == 0 or done == of:
-            BacktestRun.objects.filter(pk=run.pk).update(bars_done=done)
-        if progress is not None:
-            progress(done, of)
-
-    try:
-        result = backtest_run(symbols=load.data, config=config, starting_equity=starting_equity, start=start,
-                              end=end, approvals=approvals, overrides=overrides, workers=workers, progress=advance)
-    except Exception as exc:
-        BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.FAILED, error=repr(exc)[:2000],
-                                                     finished_at=django_timezone.now())
-        raise
-    return runs._store(run, result, load.data[0].candles[timeframe], start, end, starting_equity)
+    return runs.backtest_start(timeframe=timeframe, start=start, end=end, starting_equity=starting_equity,
+                               instruments=list(instruments), progress=progress, config=config,
+                               approvals=approvals, workers=workers, loader=loader)

@@ -38,6 +38,8 @@ from market.timeframes import timeframe_ms
 PROGRESS_EVERY_BARS = 50      # how often the stored run's progress is written
 FUNDING_MARGIN = timedelta(hours=8)
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_base")
+# Reads the run's data: (instruments, config, start, end) -> (SymbolData per instrument, extra parameters).
+Loader = Callable[[list[Instrument], object, datetime, datetime], tuple[list[SymbolData], dict]]
 
 
 def _ms(moment: datetime) -> int:
@@ -56,9 +58,12 @@ def candles_load(*, instrument: Instrument, timeframe: str, since: datetime, unt
     return Candles.from_frame(timeframe, frame)
 
 
-def _lookback_bars(timeframe: str, config) -> int:
-    # Enough bars for every read of the cycle: the window, a thin view resampled from the decision
-    # timeframe, structure bars resampled from 1m, the views, the flow's candles.
+def lookback_bars(timeframe: str, config) -> int:
+    """Return how many bars of `timeframe` before the start every read of the cycle needs.
+
+    The window, a thin view resampled from the decision timeframe, structure bars resampled from
+    1m, the views, the flow's candles (the backtest, the CSV source and the drift replay read these).
+    """
     wanted = [config.history_bars, 101]
     if timeframe == config.decision_timeframe:
         wanted.append(MAX_RESAMPLE_SOURCE_BARS)
@@ -74,7 +79,7 @@ def symbol_load(*, instrument: Instrument, config, start: datetime, end: datetim
                             key=timeframe_ms):
         step = timedelta(milliseconds=timeframe_ms(timeframe))
         loaded = candles_load(instrument=instrument, timeframe=timeframe,
-                              since=start - step * _lookback_bars(timeframe, config), until=end)
+                              since=start - step * lookback_bars(timeframe, config), until=end)
         if loaded is not None:
             candles[timeframe] = loaded
     rows = list(DerivativesSample.objects.filter(
@@ -162,17 +167,19 @@ def _check_history(data: Sequence[SymbolData], config, timeframe: str, start: da
 def backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_equity: Decimal,
                    instrument: Instrument | None = None, instruments: Sequence[Instrument] | None = None,
                    progress: Callable[[int, int], None] | None = None, run: BacktestRun | None = None,
-                   config=None, approvals: ApprovalPolicy | None = None, workers: int = 1) -> BacktestRun:
+                   config=None, approvals: ApprovalPolicy | None = None, workers: int = 1,
+                   loader: Loader | None = None) -> BacktestRun:
     """Run the live pipeline over the stored candles from `start` to `end` (bar closes, UTC) and store the run.
 
     One `instrument`, or several `instruments` traded on one account with shared risk limits.
     `config` is a TradingConfig to run with (default: a copy of the one in force; it is not saved);
     its decision timeframe becomes `timeframe`. `run` is an existing QUEUED (or RUNNING, claimed by
     a worker) row to fill instead of a new one. `progress(done, total)` is called after each bar
-    close. `workers` > 1 analyses on that many forked processes (engine.backtest_run). Raises
-    ValueError, before anything is written, when the input is bad or the range
-    holds too few candles for the warm-up. A failure during the run is stored on the run (status
-    failed, with the error) and raised.
+    close. `workers` > 1 analyses on that many forked processes (engine.backtest_run). `loader` reads
+    the symbols' data elsewhere than the database (csv_source): `loader(instruments, config, start, end)`
+    returns (SymbolData per instrument, what to add to the stored parameters). Raises ValueError,
+    before anything is written, when the input is bad or the range holds too few candles for the
+    warm-up. A failure during the run is stored on the run (status failed, with the error) and raised.
     """
     if end <= start:
         raise ValueError(f"end {end:%Y-%m-%d %H:%M} is not after start {start:%Y-%m-%d %H:%M}")
@@ -181,11 +188,12 @@ def backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_e
     listed = _instruments(instrument, instruments)
     config = copy.copy(config if config is not None else trading_config_get())     # read only
     config.decision_timeframe = timeframe
-    data = [symbol_load(instrument=i, config=config, start=start, end=end) for i in listed]
+    data, source = (loader or _stored)(listed, config, start, end)
     _check_history(data, config, timeframe, start, end)
     overrides = overrides_load(since=start, until=end)
     step = timedelta(milliseconds=timeframe_ms(timeframe))
-    run = _run_begin(run, listed, config, timeframe, start, end, starting_equity, int((end - start) / step) + 1)
+    run = _run_begin(run, listed, config, timeframe, start, end, starting_equity, int((end - start) / step) + 1,
+                     source)
 
     def advance(done: int, of: int) -> None:
         if done % PROGRESS_EVERY_BARS == 0 or done == of:
@@ -203,11 +211,17 @@ def backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_e
     return _store(run, result, data[0].candles[timeframe], start, end, starting_equity)
 
 
+def _stored(listed: list[Instrument], config, start: datetime, end: datetime) -> tuple[list[SymbolData], dict]:
+    """Return every instrument's stored candles, funding and mark klines (the default loader), no extra parameters."""
+    return [symbol_load(instrument=i, config=config, start=start, end=end) for i in listed], {}
+
+
 def _run_begin(run: BacktestRun | None, listed: list[Instrument], config, timeframe: str, start: datetime,
-               end: datetime, starting_equity: Decimal, total: int) -> BacktestRun:
+               end: datetime, starting_equity: Decimal, total: int, source: dict | None = None) -> BacktestRun:
     """Create the run's row, or fill the given one, with what is about to run (status running)."""
     fields = dict(instrument=listed[0], symbols=[i.exchange_symbol for i in listed], timeframe=timeframe,
-                  start=start, end=end, starting_equity_usdt=starting_equity, parameters=_parameters(config),
+                  start=start, end=end, starting_equity_usdt=starting_equity,
+                  parameters={**_parameters(config), **(source or {})},
                   code_version=git_commit()[:64], bars_total=total, bars_done=0, status=BacktestRun.Status.RUNNING)
     if run is None:
         return BacktestRun.objects.create(created_at=timezone.now(), **fields)
