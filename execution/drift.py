@@ -31,10 +31,10 @@ from decisions.audit_services import git_commit
 from decisions.models import Decision, TradingConfig
 from execution.backtest.drift import MARK_LEG, Comparison, Leg, Moment, Side, Trade, drift_compare, leg_of
 from execution.backtest.engine import BacktestResult, backtest_run
-from execution.backtest.runs import marks_load
+from execution.backtest.runs import FUNDING_MARGIN, funding_load, marks_load
 from execution.backtest.world import PLACES, InstrumentSpec, Market, SymbolData
-from execution.drift_replay import (FUNDING_LOOKBACK, candles_for_replay, config_changes_after, funding_for_replay,
-                                    gate_overrides_for_replay, trading_config_at)
+from execution.drift_replay import (candles_for_replay, config_changes_after, gate_overrides_for_replay,
+                                    trading_config_at)
 from execution.models import Account, DriftReport, EquityPoint, FundingPayment, Order, Position
 from execution.oms import make_intent_id
 from execution.selectors import account_name_for
@@ -240,9 +240,9 @@ def _compare(account: Account, config: TradingConfig, instruments: list[Instrume
              end: datetime) -> Comparison:
     # One run for every instrument, on one simulated account: the gates share it as the live ones do.
     # The mark klines too: under MARK_PRICE the live paper venue triggers stops on them, and so must the replay.
-    symbols = [SymbolData(InstrumentSpec.of(i), candles_for_replay(instrument=i, config=config, start=start,
-                                                                   end=end), funding_for_replay(i, start, end),
-                          marks_load(instrument=i, since=start - FUNDING_LOOKBACK, until=end + FUNDING_LOOKBACK))
+    symbols = [SymbolData(InstrumentSpec.of(i), candles_for_replay(instrument=i, config=config, start=start, end=end),
+                          funding_load(instrument=i, start=start, end=end),
+                          marks_load(instrument=i, since=start - FUNDING_MARGIN, until=end + FUNDING_MARGIN))
                for i in instruments]
     symbols = [s for s in symbols if config.decision_timeframe in s.candles]
     result = None

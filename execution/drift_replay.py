@@ -1,9 +1,9 @@
 """What a drift replay reads: the trading configuration as it was, and every stored input the live cycle could read.
 
 `trading_config_at` rebuilds the configuration in force at a moment from the current row and the
-audit chain; `candles_for_replay`, `funding_for_replay` and `gate_overrides_for_replay` load a
-window's candles (with the warm-up each read of the cycle needs), funding settlements and gate
-overrides in the backtester's forms. Used by execution.drift.
+audit chain; `candles_for_replay` and `gate_overrides_for_replay` load a window's candles (with the
+warm-up each read of the cycle needs) and gate overrides in the backtester's forms (the funding
+settlements and mark klines: `execution.backtest.runs`). Used by execution.drift.
 """
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from decisions.models import AuditRecord, GateOverride, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.backtest.runs import lookback_bars
 from execution.backtest.state import GateOverrideSpec
-from execution.backtest.world import Candles, FundingRates
-from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
+from execution.backtest.world import Candles
+from market.models import Candle, Instrument
 from market.timeframes import timeframe_ms
 
 CONFIG_KINDS = (AuditRecord.Kind.MODE_CHANGE, AuditRecord.Kind.LIMIT_CHANGE)
-FUNDING_LOOKBACK = timedelta(hours=8)   # a settlement just outside the window is still booked by the paper venue
 
 
 def _ms(moment: datetime) -> int:
@@ -75,18 +74,6 @@ def candles_for_replay(*, instrument: Instrument, config: TradingConfig, start: 
             frame["open_time_ms"] = [_ms(t) for t in frame.pop("open_time")]
             out[timeframe] = Candles.from_frame(timeframe, frame)
     return out
-
-
-def funding_for_replay(instrument: Instrument, start: datetime, end: datetime) -> FundingRates | None:
-    """Return the stored funding settlements of `instrument` the window's positions could meet, or None."""
-    rows = list(DerivativesSample.objects.filter(
-        instrument=instrument, kind=DerivativesKind.FUNDING, funding_rate__isnull=False,
-        ts__gte=start - FUNDING_LOOKBACK, ts__lte=end + FUNDING_LOOKBACK).order_by("ts")
-        .values_list("ts", "funding_rate", "mark_price"))
-    if not rows:
-        return None
-    return FundingRates.of([_ms(ts) for ts, _, _ in rows], [rate for _, rate, _ in rows],
-                           [mark for _, _, mark in rows])
 
 
 def gate_overrides_for_replay() -> list[GateOverrideSpec]:

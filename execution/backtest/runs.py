@@ -36,7 +36,7 @@ from market.models import Candle, DerivativesKind, DerivativesSample, Instrument
 from market.timeframes import timeframe_ms
 
 PROGRESS_EVERY_BARS = 50      # how often the stored run's progress is written
-FUNDING_MARGIN = timedelta(hours=8)
+FUNDING_MARGIN = timedelta(hours=8)   # a settlement just outside the run is still booked by the paper venue
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_base")
 # Reads the run's data: (instruments, config, start, end) -> (SymbolData per instrument, extra parameters).
 Loader = Callable[[list[Instrument], object, datetime, datetime], tuple[list[SymbolData], dict]]
@@ -82,15 +82,22 @@ def symbol_load(*, instrument: Instrument, config, start: datetime, end: datetim
                               since=start - step * lookback_bars(timeframe, config), until=end)
         if loaded is not None:
             candles[timeframe] = loaded
+    return SymbolData(InstrumentSpec.of(instrument), candles, funding_load(instrument=instrument, start=start, end=end),
+                      marks_load(instrument=instrument, since=start - FUNDING_MARGIN, until=end + FUNDING_MARGIN))
+
+
+def funding_load(*, instrument: Instrument, start: datetime, end: datetime) -> FundingRates | None:
+    """Return the stored funding settlements a run from `start` to `end` could meet, or None.
+
+    FUNDING_MARGIN either side: a settlement just outside the run is still booked by the paper venue.
+    """
     rows = list(DerivativesSample.objects.filter(
         instrument=instrument, kind=DerivativesKind.FUNDING, funding_rate__isnull=False,
         ts__gte=start - FUNDING_MARGIN, ts__lte=end + FUNDING_MARGIN).order_by("ts")
         .values_list("ts", "funding_rate", "mark_price"))
-    funding = FundingRates.of([_ms(t) for t, _, _ in rows], [r for _, r, _ in rows], [m for _, _, m in rows]) \
-        if rows else None
-    # Mark klines over the same range: stop triggers under MARK_PRICE and the funding mark (paper_venue).
-    return SymbolData(InstrumentSpec.of(instrument), candles, funding,
-                      marks_load(instrument=instrument, since=start - FUNDING_MARGIN, until=end + FUNDING_MARGIN))
+    if not rows:
+        return None
+    return FundingRates.of([_ms(t) for t, _, _ in rows], [r for _, r, _ in rows], [m for _, _, m in rows])
 
 
 def marks_load(*, instrument: Instrument, since: datetime, until: datetime) -> MarkPrices | None:
