@@ -27,6 +27,7 @@ from decisions.audit_services import AuditBatch
 from decisions.models import Decision, TradingConfig
 from execution.brokers.base import Broker, BrokerError, OrderNotFound
 from execution.chase import FALLBACK_LEG, ChasePolicy, ChaseState, chase_leg, chase_step, passive_price
+from execution.liquidation import Liquidation
 from execution.models import Account, Fill, Order, Position
 from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
 from execution.order_states import OrderState
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 WORKING = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
 LIMIT_TYPES = ("limit", "limit_maker")     # limit_maker: post-only (Binance GTX), what the chase sends
 PriceOf = Callable[[Instrument], "Decimal | None"]
-LiquidationOf = Callable[[Position], "Decimal | None"]
+LiquidationOf = Callable[[Position], "Liquidation | None"]
 
 
 def precision_of(instrument: Instrument) -> Precision:
@@ -171,7 +172,7 @@ def _open(decision: Decision, account: Account, adopted: Position | None, quanti
         for field, value in _levels(decision, trail_atr_multiple).items():
             setattr(adopted, field, value)
         if liquidation_of is not None:
-            adopted.liquidation_price = liquidation_of(adopted)
+            _liquidation_set(adopted, liquidation_of)
         adopted.save()
         logger.info("position %s adopted by reconciliation is decision %s's entry", adopted.pk, decision.pk)
         return adopted
@@ -180,12 +181,18 @@ def _open(decision: Decision, account: Account, adopted: Position | None, quanti
         quantity=quantity, initial_quantity=quantity, entry_price=price, opened_at=now, fees_usdt=fee,
         realized_pnl_usdt=-fee, **_levels(decision, trail_atr_multiple))
     if liquidation_of is not None:
-        position.liquidation_price = liquidation_of(position)
+        _liquidation_set(position, liquidation_of)
     position.save(force_insert=True)
     # F(): another cycle may have booked a close since `account` was read.
     Account.objects.filter(pk=account.pk).update(balance_usdt=F("balance_usdt") - fee)
     balance_written(account.pk)
     return position
+
+
+def _liquidation_set(position: Position, liquidation_of: LiquidationOf) -> None:
+    liquidation = liquidation_of(position)
+    position.liquidation_price, position.margin_usdt = (liquidation.price, liquidation.margin_usdt) if liquidation \
+        else (None, None)
 
 
 def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal,
@@ -199,7 +206,7 @@ def _grow(position: Position, quantity: Decimal, price: Decimal, fee: Decimal,
     position.fees_usdt += fee_added
     position.realized_pnl_usdt -= fee_added
     if liquidation_of is not None:
-        position.liquidation_price = liquidation_of(position)
+        _liquidation_set(position, liquidation_of)
     position.save()
     Account.objects.filter(pk=position.account_id).update(balance_usdt=F("balance_usdt") - fee_added)
     balance_written(position.account_id)
@@ -213,8 +220,8 @@ def entry_position_sync(*, decision: Decision, account: Account, now: datetime,
     """Open or grow the decision's position to what its entry orders filled; return it and what changed.
 
     The change is "opened", "grown" or "" (nothing to do). Entry fees are booked on the position.
-    `liquidation_of(position)` gives an opened or grown position its liquidation price (paper) in
-    the same write. With `audit` the position's record is queued there.
+    `liquidation_of(position)` gives an opened or grown position its liquidation price and isolated
+    margin (paper) in the same write. With `audit` the position's record is queued there.
     """
     last_entry, fills, unmarked = _entry_orders_filled(decision, account)
     quantity = sum((q for q, _, _ in fills), Decimal(0))

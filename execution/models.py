@@ -166,6 +166,9 @@ class Position(models.Model):
     funding_usdt = models.DecimalField(**MONEY, default=0, help_text="funding paid (-) or received (+)")
     liquidation_price = models.DecimalField(**MONEY, null=True, blank=True,
                                             help_text="where the venue (or the paper model) liquidates it")
+    margin_usdt = models.DecimalField(**MONEY, null=True, blank=True, editable=False,
+                                      help_text="isolated margin behind the paper model's liquidation price; "
+                                                "a liquidation loses all of it")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "open_key"], name="uniq_open_position")]

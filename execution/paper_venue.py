@@ -27,7 +27,7 @@ from execution.brokers.base import (DuplicateClientId, ExecutionReport, FillRepo
                                     VenueBalance, VenueOrder, VenuePosition)
 from execution.brokers.paper import LIMIT_TYPES, PaperBroker, paper_order_id, position_pnl
 from execution.brokers.paper_model import Bar, RestingLimit, funding_payment, funding_times, limit_fill
-from execution.liquidation import position_liquidation_price  # noqa: F401  (moved to the core)
+from execution.liquidation import position_liquidation  # noqa: F401  (moved to the core)
 from execution.models import Account, Fill, FundingPayment, Order, Position
 from execution.oms import OrderIntent, OrderRejected
 from execution.order_states import VENUE_STATES, OrderState

@@ -15,14 +15,14 @@ from decisions.models import Decision, TradingConfig
 from decisions.selectors import trading_config_get
 from execution.brokers.base import Broker
 from execution.brokers.paper import LadderExit, LadderPosition, Target, ladder_step, position_pnl
-from execution.brokers.paper_model import liquidation_clearance_fee
+from execution.brokers.paper_model import liquidation_clearance_fee, margin_at_liquidation
 from execution.models import Account, EquityPoint, Order, Position
 from execution.orders import audit_order as _audit_order
 from execution.orders import order_apply_report, order_create_pending, order_send  # noqa: F401  (re-exported)
 from execution.entries import (LIMIT_TYPES, entries_to_sync, entries_work, entry_position_sync, entry_submit,
                                entry_working, reprice_horizon_s)
-from execution.paper_venue import (BOOK_STATES, PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match,
-                                   position_liquidation_price)
+from execution.liquidation import Liquidation, margin_released, position_liquidation
+from execution.paper_venue import BOOK_STATES, PaperVenue, paper_exit_bars, paper_funding_settle, paper_orders_match
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.order_states import OrderState
 from execution.protective import protection_place
@@ -144,8 +144,8 @@ def entry_sync(*, decision: Decision, account: Account, broker: Broker, now: dat
 
     With `audit` the position's record is queued there (the caller's transaction appends it).
     """
-    def liquidation_of(position: Position) -> Decimal | None:
-        return position_liquidation_price(position, account, config or trading_config_get())
+    def liquidation_of(position: Position) -> Liquidation | None:
+        return position_liquidation(position, account, config or trading_config_get())
 
     # Set in the position's own write: no second update, and never a paper position without it.
     simulated = getattr(broker, "simulates_exits", False)
@@ -272,16 +272,24 @@ def position_reduce(*, position: Position, broker: PaperVenue, exit_: LadderExit
         order = order_apply_report(order=order, report=report, now=now, audit=audit, created_here=True)
         exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
         gross = position_pnl(position.side, order.filled_quantity, position.entry_price, order.average_price)
+        if position.margin_usdt is None and exit_.reason == "liquidation":
+            # A liquidation price that came without its margin (set by hand): the margin that price implies.
+            position.margin_usdt = margin_at_liquidation(position.side, position.entry_price, position.quantity,
+                                                         exit_.price, config.maintenance_margin_fraction)
+        released = margin_released(position.margin_usdt, order.filled_quantity, position.quantity) \
+            if position.margin_usdt is not None else None
         position.quantity -= order.filled_quantity
         position.fees_usdt += exit_fee
         position.realized_pnl_usdt += gross - exit_fee
         if exit_.reason == "liquidation":
-            # The venue keeps the rest of the isolated margin as its clearance fee.
-            clearance = liquidation_clearance_fee(order.filled_quantity, order.average_price,
-                                                  config.maintenance_margin_fraction)
+            # The venue keeps the rest of the isolated margin as its clearance fee: the loss is all of it.
+            clearance = liquidation_clearance_fee(position.side, order.filled_quantity, position.entry_price,
+                                                  order.average_price, released)
             exit_fee += clearance
             position.fees_usdt += clearance
             position.realized_pnl_usdt -= clearance
+        if released is not None:
+            position.margin_usdt -= released
         position.exit_price, position.exit_reason = order.average_price, exit_.leg
         if position.quantity <= 0:
             position.status, position.open_key, position.closed_at = Position.Status.CLOSED, None, now

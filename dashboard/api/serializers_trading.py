@@ -71,7 +71,7 @@ class PositionSerializer(ApiModelSerializer):
         model = Position
         fields = ("id", "account", "instrument", "symbol", "decision", "side", "status", "quantity",
                   "initial_quantity", "entry_price", "stop_price", "target_price", "take_profits",
-                  "liquidation_price", "opened_at", "closed_at", "exit_price", "exit_reason", "fees_usdt",
+                  "liquidation_price", "margin_usdt", "opened_at", "closed_at", "exit_price", "exit_reason", "fees_usdt",
                   "funding_usdt", "realized_pnl_usdt")
 
 

@@ -26,7 +26,7 @@ from execution.brokers.base import ExecutionReport
 from execution.brokers.paper import paper_order_id
 from execution.brokers.paper_model import Bar, RestingLimit, limit_fill
 from execution.chase import FALLBACK_LEG, ChasePolicy, ChaseState, chase_leg, chase_step, passive_price
-from execution.liquidation import liquidation_price_on_tick
+from execution.liquidation import liquidation_on_tick
 from execution.oms import OrderIntent, OrderRejected, Precision, apply_precision, make_intent_id
 from execution.trail import trail_distance_for
 
@@ -113,9 +113,10 @@ def entry_sync(run: Run, sym: SymbolRun, plan: EntryPlan, now_ms: int) -> bool:
         run.ledger.balance_add(-fee_added)
     # The live path prices the liquidation with the Account object it holds (the cycle's last refresh)
     # and the entry price it just computed; the row then stores that price to 10 places.
-    position.liquidation_price = liquidation_price_on_tick(
+    liquidation = liquidation_on_tick(
         position.side, position.entry_price, position.quantity, run.account_balance_seen, run.config.max_leverage,
         run.config.maintenance_margin_fraction, sym.spec.tick_size)
+    position.liquidation_price, position.margin_usdt = liquidation if liquidation else (None, None)
     position.entry_price = stored(position.entry_price)
     return True
 

@@ -23,6 +23,7 @@ from execution.backtest.state import Run, SymbolRun, dt
 from execution.backtest.world import Candles, MarkTriggers, to_decimal
 from execution.brokers.paper import LadderPosition, Target, ladder_step, position_pnl
 from execution.brokers.paper_model import FUNDING_INTERVAL_MS, funding_payment, funding_times, liquidation_clearance_fee
+from execution.liquidation import margin_released
 from execution.oms import OrderIntent, make_intent_id
 
 logger = logging.getLogger(__name__)
@@ -114,15 +115,19 @@ def _reduce(run: Run, sym: SymbolRun, position: SimPosition, exit_, when_ms: int
     filled, average = order.filled_quantity, order.average_price
     exit_fee = sum((f.fee_usdt for f in report.fills), Decimal(0))
     gross = position_pnl(position.side, filled, position.entry_price, average)
+    released = margin_released(position.margin_usdt, filled, position.quantity) \
+        if position.margin_usdt is not None else None
     position.quantity -= filled
     position.fees_usdt += exit_fee
     position.realized_pnl_usdt += gross - exit_fee
     if exit_.reason == "liquidation":
-        # The venue keeps the rest of the isolated margin as its clearance fee.
-        clearance = liquidation_clearance_fee(filled, average, run.config.maintenance_margin_fraction)
+        # The venue keeps the rest of the isolated margin as its clearance fee: the loss is all of it.
+        clearance = liquidation_clearance_fee(position.side, filled, position.entry_price, average, released)
         exit_fee += clearance
         position.fees_usdt += clearance
         position.realized_pnl_usdt -= clearance
+    if released is not None:
+        position.margin_usdt = stored(position.margin_usdt - released)
     # The row stores its money and prices to 10 places.
     position.realized_pnl_usdt, position.fees_usdt = stored(position.realized_pnl_usdt), stored(position.fees_usdt)
     position.exit_price, position.exit_reason = stored(average), exit_.leg

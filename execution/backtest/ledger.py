@@ -47,6 +47,7 @@ class SimPosition:
     fees_usdt: Decimal
     realized_pnl_usdt: Decimal
     liquidation_price: Decimal | None = None
+    margin_usdt: Decimal | None = None  # the isolated margin behind the liquidation price
     best_price: Decimal | None = None
     exits_checked_until_ms: int | None = None
     status: str = "open"

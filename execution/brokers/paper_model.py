@@ -12,7 +12,7 @@ from decisions.risk.sizing import round_to_step
 from execution.brokers.base import FillReport
 
 __all__ = ["FUNDING_INTERVAL_MS", "Bar", "RestingLimit", "funding_payment", "funding_times", "limit_fill",
-           "liquidation_clearance_fee", "liquidation_price"]
+           "liquidation_clearance_fee", "liquidation_price", "margin_at_liquidation"]
 
 # Binance settles funding every 8 hours at 00:00, 08:00 and 16:00 UTC: the multiples of 8 h since
 # the epoch. Symbols moved to a 4 h or 1 h interval are not modelled.
@@ -111,11 +111,28 @@ def liquidation_price(side: str, entry_price: Decimal, quantity: Decimal, margin
     return price.quantize(_USDT, rounding=ROUND_CEILING if direction == 1 else ROUND_FLOOR)
 
 
-def liquidation_clearance_fee(quantity: Decimal, liquidation_price_: Decimal,
-                              maintenance_margin_fraction: Decimal) -> Decimal:
-    """Return the margin left at the liquidation price, which the venue keeps as its clearance fee (USDT).
+def margin_at_liquidation(side: str, entry_price: Decimal, quantity: Decimal, liquidation_price_: Decimal,
+                          maintenance_margin_fraction: Decimal) -> Decimal:
+    """Return the isolated margin that `liquidation_price_` implies: the inverse of `liquidation_price` (USDT, to 1e-8).
 
-    Booked with an exit at the liquidation price it makes the loss the whole isolated margin, as
-    on Binance, where the remaining margin goes to the insurance fund.
+    WB = LP x (Q x MMR - side x Q) + side x Q x EP. For a price known without its margin (one
+    bracket, no maintenance amount): at that price the margin left is then its maintenance margin.
     """
-    return (abs(quantity) * liquidation_price_ * maintenance_margin_fraction).quantize(_USDT)
+    direction = _direction(side)
+    return (liquidation_price_ * (quantity * maintenance_margin_fraction - direction * quantity)
+            + direction * quantity * entry_price).quantize(_USDT)
+
+
+def liquidation_clearance_fee(side: str, quantity: Decimal, entry_price: Decimal, exit_price: Decimal,
+                              margin_usdt: Decimal) -> Decimal:
+    """Return the isolated margin left when `quantity` is liquidated at `exit_price`: the venue keeps it (USDT, to 1e-8).
+
+    `margin_usdt` is the margin behind `quantity`. Margin left = margin + the price PnL to the
+    exit; booked with that PnL it makes the loss the whole isolated margin, as on Binance, where the
+    rest goes to the insurance fund. Never below 0: a fill beyond the bankruptcy price takes nothing
+    more (the insurance fund covers the excess).
+    """
+    if quantity < 0 or margin_usdt < 0:
+        raise ValueError("need quantity >= 0 and margin_usdt >= 0")
+    left = margin_usdt + _direction(side) * quantity * (exit_price - entry_price)
+    return max(left, Decimal(0)).quantize(_USDT)

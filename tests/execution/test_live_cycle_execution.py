@@ -14,6 +14,7 @@ from execution.brokers.base import ExecutionReport, FillReport
 from execution.brokers.paper import LadderExit
 from execution.engine import cycle_run
 from execution.entries import entries_to_sync, entry_position_sync
+from execution.liquidation import Liquidation
 from execution.models import Account, EquityPoint, Fill, Order, Position
 from execution.oms import OrderIntent, OrderRejected, make_intent_id
 from execution.orders import order_apply_report, order_create_pending
@@ -478,17 +479,18 @@ def test_entry_position_sync_builds_from_every_entry_fill_and_names_the_last_ent
     reprice = _entry_order(account, instrument, decision, "entry1", 2, quantity="0.006", status="accepted")
 
     opened, change = entry_position_sync(decision=decision, account=account, now=NOW + 3 * M1,
-                                         liquidation_of=lambda p: D("1"))
+                                         liquidation_of=lambda p: Liquidation(D("1"), D("2")))
     Fill.objects.create(order=reprice, trade_id="b", ts=NOW + 4 * M1, price=D("59980"), quantity=D("0.006"),
                         fee_usdt=D("0.2"))
     grown, change_again = entry_position_sync(decision=decision, account=account, now=NOW + 5 * M1,
-                                              liquidation_of=lambda p: p.quantity)
+                                              liquidation_of=lambda p: Liquidation(p.quantity, p.quantity * 100))
 
     assert (change, opened.quantity, opened.entry_price, opened.fees_usdt) == ("opened", D("0.004"), D("59990"),
                                                                               D("0.1"))
     grown.refresh_from_db()
     assert change_again == "grown"
-    assert (grown.quantity, grown.fees_usdt, grown.liquidation_price) == (D("0.010"), D("0.3"), D("0.010"))
+    assert (grown.quantity, grown.fees_usdt, grown.liquidation_price, grown.margin_usdt) == (
+        D("0.010"), D("0.3"), D("0.010"), D("1"))
     assert grown.entry_price == (D("0.004") * 59990 + D("0.006") * 59980) / D("0.010")
     records = AuditRecord.objects.order_by("seq")
     assert [(r.subject, r.body["action"]) for r in records] == [("order:c-entry1", "position_opened"),

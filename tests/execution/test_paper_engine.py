@@ -107,11 +107,18 @@ def test_positions_check_exits_liquidates_before_a_stop_beyond_the_liquidation_p
 
     assert closed is not None and (closed.status, closed.exit_reason) == ("closed", "liquidation")
     exit_order = Order.objects.get(leg="liq")
-    clearance = liquidation_clearance_fee(D("0.5"), exit_order.average_price, config.maintenance_margin_fraction)
+    # The position came with a liquidation price and no margin (as one set by hand): the margin 54000 implies,
+    # 54000 x (0.5 x 0.004 - 0.5) + 0.5 x 60000 = 3108, all of it lost: 3000 to the price, 108 (the
+    # maintenance margin at 54000) as the clearance fee.
+    assert exit_order.average_price == D("54000") and config.maintenance_margin_fraction == D("0.004")
+    margin = D("3108")
+    clearance = liquidation_clearance_fee("LONG", D("0.5"), D("60000"), exit_order.average_price, margin)
+    assert clearance == D("108")
     fee = exit_order.fills.get().fee_usdt
     gross = (exit_order.average_price - D("60000")) * D("0.5")
     assert closed.realized_pnl_usdt == gross - fee - clearance
-    assert clearance > 0
+    assert clearance > 0 and gross - clearance == -margin
+    assert closed.margin_usdt == 0
 
 
 def test_last_close_inside_one_cycle_reads_each_instrument_and_moment_once(market):

@@ -12,7 +12,7 @@ from execution.models import Account, Fill, FundingPayment, Order, Position
 from execution.oms import OrderIntent
 from execution.orders import order_create_pending, order_place
 from execution.paper_venue import (PaperVenue, paper_exit_bars, paper_funding_apply, paper_funding_settle,
-                                   paper_orders_match, position_liquidation_price)
+                                   paper_orders_match, position_liquidation)
 from execution.services import position_reduce
 from market.models import Candle, DerivativesKind, DerivativesSample
 from market.services import instrument_ensure
@@ -360,18 +360,18 @@ def test_paper_exit_bars_after_checked_bar_and_closed_by_now_only(setup):
         ("SHORT", D("79681.2")),   # 40 000 / (0.5 * 1.004) = 79 681.27...
     ],
 )
-def test_position_liquidation_price_isolated_at_max_leverage(setup, side, expected):
+def test_position_liquidation_isolated_at_max_leverage(setup, side, expected):
     account, _ = setup
     position = open_long(setup)
     position.side = side
 
-    assert position_liquidation_price(position, account, trading_config_get()) == expected
+    assert position_liquidation(position, account, trading_config_get()) == (expected, D("10000"))
 
 
-def test_position_liquidation_price_margin_capped_by_wallet(setup):
+def test_position_liquidation_margin_capped_by_wallet(setup):
     account, _ = setup
     account.balance_usdt = D("5000")
     position = open_long(setup)
 
     # margin 5 000: 25 000 / 0.498 = 50 200.80...
-    assert position_liquidation_price(position, account, trading_config_get()) == D("50200.9")
+    assert position_liquidation(position, account, trading_config_get()) == (D("50200.9"), D("5000"))

@@ -185,12 +185,13 @@ def test_liquidation_before_a_stop_beyond_it_closes_at_the_liquidation_price_wit
     assert _fills(result)[1] == (dt(_at(8)), LIQUIDATION_PRICE, D("0.1"), D("2.289404"), "taker")
     assert (position.status, position.exit_reason, position.exit_price, position.closed_ms) == (
         "closed", "liquidation", LIQUIDATION_PRICE, _at(8))
-    # gross (57235.1 - 60006.4) x 0.1 = -277.13; clearance 0.1 x 57235.1 x 0.004 = 22.89404
-    # fees 2.400256 + 2.289404 + 22.89404 = 27.5837; funding 0 (rate 0)
-    # net -277.13 - 27.5837 = -304.7137
+    # gross (57235.1 - 60006.4) x 0.1 = -277.13; clearance = the margin left there: 300.032 - 277.13 = 22.902
+    # fees 2.400256 + 2.289404 + 22.902 = 27.59166; funding 0 (rate 0)
+    # net -277.13 - 27.59166 = -304.72166
     assert (position.fees_usdt, position.funding_usdt, position.realized_pnl_usdt) == (
-        D("27.5837"), D("0"), D("-304.7137"))
-    assert result.equity[-1].balance_usdt == D("10000") - D("304.7137") == D("9695.2863")
+        D("27.59166"), D("0"), D("-304.72166"))
+    assert position.margin_usdt == 0        # all of it went: to the price loss and the clearance fee
+    assert result.equity[-1].balance_usdt == D("10000") - D("304.72166") == D("9695.27834")
 
 
 def test_liquidation_counts_as_a_liquidation_hit_in_the_metrics(liquidated):
@@ -203,21 +204,18 @@ def test_liquidation_counts_as_a_liquidation_hit_in_the_metrics(liquidated):
 
     assert [t.exit_reason for t in trades] == ["liquidation"]
     assert (metrics.liquidation_hits, metrics.stop_hits, metrics.exit_reasons) == (1, 0, {"liquidation": 1})
-    assert metrics.net_pnl_usdt == D("-304.7137")
+    assert metrics.net_pnl_usdt == D("-304.72166")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the clearance fee is the maintenance margin at the tick-rounded "
-                                        "liquidation price, not the margin left there, so the loss falls short "
-                                        "of the isolated margin by (57235.1 - 57235.02008...) x 0.1 x 0.996")
 def test_liquidation_loses_the_whole_isolated_margin_to_the_cent(liquidated):
     result, config = liquidated
     [position] = result.trades
 
     # Docs (EXECUTION.md, paper venue): "liquidated and the remaining margin goes as the clearance fee".
-    # Margin left at the fill: 300.032 + (57235.1 - 60006.4) x 0.1 = 300.032 - 277.13 = 22.902
-    # Charged: 0.1 x 57235.1 x 0.004 = 22.89404, so the price loss and clearance come to
-    # 277.13 + 22.89404 = 300.02404, 0.00796 short of the 300.032 margin.
+    # Margin left at the fill: 300.032 + (57235.1 - 60006.4) x 0.1 = 300.032 - 277.13 = 22.902, all of it
+    # charged; the price loss and the clearance come to the whole margin, to the last unit. (Before the
+    # margin was stored the fee was 0.1 x 57235.1 x 0.004 = 22.89404, 0.00796 short of it.)
     clearance = position.fees_usdt - D("2.400256") - D("2.289404")
     loss = (position.entry_price - position.exit_price) * position.initial_quantity + clearance
-    assert loss.quantize(D("0.01")) == MARGIN.quantize(D("0.01"))
+    assert clearance == D("22.902")
     assert loss == MARGIN

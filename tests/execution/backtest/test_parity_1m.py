@@ -91,7 +91,7 @@ def _fills_backtest(result) -> list[tuple]:
 
 def _positions_live() -> list[tuple]:
     return [(p.pk, p.side, p.opened_at, p.entry_price, p.initial_quantity, p.quantity, p.fees_usdt, p.funding_usdt,
-             p.realized_pnl_usdt, p.closed_at, p.exit_price, p.exit_reason, p.liquidation_price, p.trail_distance)
+             p.realized_pnl_usdt, p.closed_at, p.exit_price, p.exit_reason, p.liquidation_price, p.margin_usdt, p.trail_distance)
             for p in Position.objects.order_by("pk")]
 
 
@@ -100,7 +100,7 @@ def _positions_backtest(result) -> list[tuple]:
         return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
     return [(p.id, p.side, at(p.opened_ms), p.entry_price, p.initial_quantity, p.quantity, p.fees_usdt,
              p.funding_usdt, p.realized_pnl_usdt, at(p.closed_ms), p.exit_price, p.exit_reason, p.liquidation_price,
-             p.trail_distance) for p in result.trades]
+             p.margin_usdt, p.trail_distance) for p in result.trades]
 
 
 def test_parity_1m_day_with_funding_decides_orders_fills_pays_funding_and_books_identically(btc_minutes):

@@ -207,8 +207,20 @@ def test_liquidation_price_on_losing_side_and_monotone_in_margin(side, entry, qu
 
 def test_liquidation_clearance_fee_makes_the_loss_the_whole_margin():
     price = liquidation_price("LONG", D("100"), D("2"), D("50"), D("0.01"))
-    loss = (D("100") - price) * 2
+    on_tick = D("75.8")                     # rounded up to a 0.1 tick, towards the entry, as the venue model does
+    assert on_tick - D("0.1") < price <= on_tick
 
-    fee = liquidation_clearance_fee(D("2"), price, D("0.01"))
+    for exit_price in (price.quantize(D("0.00000001")), on_tick):
+        fee = liquidation_clearance_fee("LONG", D("2"), D("100"), exit_price, D("50"))
+        assert (D("100") - exit_price) * 2 + fee == D("50")
 
-    assert abs(loss + fee - D("50")) < D("0.0000001")
+
+def test_liquidation_clearance_fee_of_a_short_and_beyond_bankruptcy():
+    price = liquidation_price("SHORT", D("100"), D("2"), D("50"), D("0.01"))
+    fee = liquidation_clearance_fee("SHORT", D("2"), D("100"), price, D("50"))
+    assert (price - D("100")) * 2 + fee == D("50") and fee > 0
+    # A fill past the bankruptcy price (margin exhausted) takes no fee: the insurance fund covers the rest.
+    assert liquidation_clearance_fee("SHORT", D("2"), D("100"), D("126"), D("50")) == 0
+    with pytest.raises(ValueError):
+        liquidation_clearance_fee("SHORT", D("2"), D("100"), price, D("-1"))
+
