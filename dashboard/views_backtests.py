@@ -61,6 +61,11 @@ class StartForm(forms.Form):
     parameters = forms.CharField(
         required=False, help_text="trading parameters to change for this run, one name=value a line",
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "edge_threshold=0.55\nrisk_per_trade_fraction=0.01"}))
+    source = forms.ChoiceField(choices=list(jobs.SOURCES.items()), initial=jobs.DB, required=False, label="Bars from",
+                               help_text="the candles stored in the database, or the recorded Binance CSV files")
+    market = forms.ChoiceField(choices=[("", "USD-M where they cover it, else spot"), ("usdm", "USD-M"),
+                                        ("spot", "spot")], required=False, label="CSV market",
+                               help_text="with the CSV files: whose recordings to read")
 
     def clean_symbols(self) -> list[str]:
         return [s for s in self.cleaned_data["symbols"].replace(",", " ").split() if s]
@@ -68,11 +73,14 @@ class StartForm(forms.Form):
     def clean_parameters(self) -> dict:
         return dict(_lines(self.cleaned_data["parameters"]))
 
+    def clean_source(self) -> str:
+        return self.cleaned_data["source"] or jobs.DB
+
     @staticmethod
     def submit_kwargs_of(data: dict) -> dict:
         """Return the arguments every submit function takes, from the cleaned data."""
         return {name: data[name] for name in ("symbols", "timeframe", "start", "end", "starting_equity",
-                                              "parameters")}
+                                              "parameters", "source", "market")}
 
 
 class GridMixin(forms.Form):

@@ -143,3 +143,10 @@ class BacktestStartSerializer(serializers.Serializer):
     starting_equity = DecimalText(max_digits=20, decimal_places=2, default="10000", help_text="USDT")
     parameters = serializers.DictField(required=False, allow_null=True, default=None,
                                        help_text="trading-configuration values to change for this run only")
+    source = serializers.ChoiceField(choices=[("db", "stored candles"), ("csv", "recorded CSV files")],
+                                     default="db", help_text="where the bars come from: the database, or the "
+                                                             "Binance CSV recordings of MARKET_DATA_DIR")
+    market = serializers.ChoiceField(choices=[("usdm", "USD-M"), ("spot", "spot")], required=False,
+                                     allow_blank=True, default="",
+                                     help_text="csv only: read these recordings (default USD-M where they cover "
+                                               "the range, else spot)")

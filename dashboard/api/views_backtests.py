@@ -42,7 +42,8 @@ class BacktestViewSet(PageListMixin, mixins.CreateModelMixin, viewsets.ReadOnlyM
         try:
             run = jobs.backtest_submit(symbols=data["symbols"], timeframe=data["timeframe"], start=data["start"],
                                        end=data["end"], starting_equity=data["starting_equity"],
-                                       parameters=data["parameters"], actor=request.user.get_username(),
+                                       parameters=data["parameters"], source=data["source"],
+                                       market=data["market"], actor=request.user.get_username(),
                                        now=timezone.now())
         except jobs.BacktestRefused as exc:
             # "parameters.risk_per_trade_fraction": ... names the field inside the parameters.

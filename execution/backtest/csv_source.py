@@ -12,8 +12,10 @@ A file that is missing, that does not cover the range (the history bars before `
 bar closing at `end`) or that fails validation raises `CsvSourceError` naming the symbol, timeframe,
 range or file; nothing is read from or written to the database here.
 
-`csv_backtest_start` is `runs.backtest_start` over these data: the run is stored the same way, its
-parameters also hold `source: "csv"` and `source_files` (the files read).
+`csv_backtest_start` is `runs.backtest_start` over these data (`csv_loader`): the run is stored the
+same way, its parameters also hold `source: "csv"`, `market` (as asked; "" for USD-M, else spot)
+and `source_files` (the files read). Dashboard and API runs (execution.backtest.jobs) take the same
+loader when their request names the csv source.
 """
 from __future__ import annotations
 
@@ -200,6 +202,22 @@ def csv_symbols_load(*, instruments: Sequence[Instrument], config, start: dateti
     return load
 
 
+def csv_loader(*, directory: Path | None = None, market: str | None = None,
+               notes: Callable[[str], None] | None = None) -> runs.Loader:
+    """Return a `runs.backtest_start` loader reading the files; the run's parameters get the source, market and files.
+
+    `notes(text)` is called with what was read for each symbol (its funding) before the run starts.
+    """
+    def loader(listed, run_config, since, until) -> tuple[list[SymbolData], dict]:
+        load = csv_symbols_load(instruments=listed, config=run_config, start=since, end=until, directory=directory,
+                                market=market)
+        for note in load.notes if notes is not None else ():
+            notes(note)
+        return load.data, {"source": SOURCE, "market": market or "", "source_files": load.files}
+
+    return loader
+
+
 def csv_backtest_start(*, timeframe: str, start: datetime, end: datetime, starting_equity: Decimal,
                        instruments: Sequence[Instrument], directory: Path | None = None, market: str | None = None,
                        progress: Callable[[int, int], None] | None = None, config=None,
@@ -210,13 +228,7 @@ def csv_backtest_start(*, timeframe: str, start: datetime, end: datetime, starti
     Raises ValueError (CsvSourceError for the files) before anything is written. `notes(text)` is
     called with what was read for each symbol (its funding) before the run starts.
     """
-    def loader(listed, run_config, since, until) -> tuple[list[SymbolData], dict]:
-        load = csv_symbols_load(instruments=listed, config=run_config, start=since, end=until, directory=directory,
-                                market=market)
-        for note in load.notes if notes is not None else ():
-            notes(note)
-        return load.data, {"source": SOURCE, "source_files": load.files}
-
     return runs.backtest_start(timeframe=timeframe, start=start, end=end, starting_equity=starting_equity,
                                instruments=list(instruments), progress=progress, config=config,
-                               approvals=approvals, workers=workers, loader=loader)
+                               approvals=approvals, workers=workers,
+                               loader=csv_loader(directory=directory, market=market, notes=notes))

@@ -1,7 +1,8 @@
 """Backtests as jobs: a request is checked, stored QUEUED and run by a django-q2 worker with live progress.
 
 `backtest_submit` checks everything before anything is written (known symbols, the timeframe, an
-aware range on the bar grid with stored candles for the warm-up, a positive equity, parameters that
+aware range on the bar grid with the bars and warm-up in its source: the stored candles, or the
+recorded CSV files read the way `manage.py backtest --source csv` reads them, a positive equity, parameters that
 are admin-editable trading-configuration fields, each validated by its model field and the
 configuration's own `clean()`), stores a QUEUED `BacktestRun` holding the whole configuration it
 will use, and queues `execution.tasks_backtest.backtest_execute` once that commits. The worker
@@ -32,7 +33,7 @@ from dashboard.events import broadcast_on_commit
 from decisions.audit_services import git_commit
 from decisions.models import TradingConfig
 from decisions.selectors import trading_config_get
-from execution.backtest import runs
+from execution.backtest import csv_source, runs
 from execution.models import BacktestRun
 from market.models import Candle, Instrument, Timeframe
 from market.timeframes import floor_open_time_ms, timeframe_ms
@@ -46,6 +47,10 @@ MAX_SYMBOLS = 10                # traded on one account with shared limits (runs
 # keeps its own simulated breaker) and the timeframe, which is a field of the request itself.
 NOT_PARAMETERS = frozenset({"paused", "safe_until", "decision_timeframe", "change_reason"})
 FINISHED = (BacktestRun.Status.DONE, BacktestRun.Status.FAILED)
+# Where a run reads its bars: the stored candles, or the recorded CSV files of MARKET_DATA_DIR
+# (csv_source; the same loader as `manage.py backtest --source csv`).
+DB, CSV = "db", csv_source.SOURCE
+SOURCES = {DB: "stored candles", CSV: "recorded CSV files (MARKET_DATA_DIR)"}
 _TRUTH = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -71,6 +76,12 @@ class BacktestRequest:
     starting_equity: Decimal
     config: TradingConfig          # unsaved copy with the overrides applied; never saved
     overrides: dict                # the parameters given, as stored (JSON values)
+    source: str = DB               # DB or CSV
+    market: str = ""               # CSV: "usdm" or "spot" files only; "" reads USD-M where they cover it, else spot
+
+    def source_parameters(self) -> dict:
+        """Return what the stored parameters say of the data source: nothing for the stored candles."""
+        return {"source": self.source, "market": self.market} if self.source == CSV else {}
 
 
 # Parameters: admin-editable TradingConfig fields, validated by the model.
@@ -245,6 +256,41 @@ def candles_check(instruments, timeframe: str, start: datetime, end: datetime, h
             return
 
 
+def source_check(source, market, errors: dict) -> tuple[str, str]:
+    """Return the data source and CSV market asked for ("" or None: the stored candles), noting bad ones in errors."""
+    source, market = (source or DB), (market or "")
+    if source not in SOURCES:
+        errors["source"] = f"unknown source {source!r}; use {' or '.join(SOURCES)}"
+    elif market and source != CSV:
+        errors["market"] = "a market chooses among the CSV files: it needs the csv source"
+    elif market not in ("", *csv_source.MARKETS):
+        errors["market"] = f"unknown market {market!r}; use {' or '.join(csv_source.MARKETS)} (or none for either)"
+    return source, market
+
+
+def data_check(request: BacktestRequest, configs: Iterable[TradingConfig], errors: dict) -> None:
+    """Note in errors what keeps the request's source from giving every configuration its bars and warm-up.
+
+    The stored candles are counted (candles_check). The CSV files are read as the run will read them,
+    for the timeframes of all `configs` and the longest warm-up: a missing, short or broken file is
+    named under "source" before anything is stored (reading a month of 1m bars takes about 0.1 s).
+    """
+    configs = list(configs)
+    history_bars = max(config.history_bars for config in configs)
+    if request.source == DB:
+        candles_check(request.instruments, request.timeframe, request.start, request.end, history_bars, errors)
+        return
+    widest = copy.copy(request.config)
+    widest.history_bars = history_bars
+    widest.structure_timeframes = ",".join(dict.fromkeys(
+        tf for config in configs for tf in config.structure_timeframe_list()))
+    try:
+        csv_source.csv_symbols_load(instruments=request.instruments, config=widest, start=request.start,
+                                    end=request.end, market=request.market or None)
+    except ValueError as exc:    # CsvSourceError, or a file failing validation (CsvFormatError)
+        errors["source"] = str(exc)
+
+
 def request_check_with(errors: dict[str, str], **request) -> BacktestRequest:
     """Return request_check(**request), refusing with its problems and `errors` (the caller's own) together."""
     try:
@@ -256,25 +302,29 @@ def request_check_with(errors: dict[str, str], **request) -> BacktestRequest:
     return checked
 
 
-def request_check(*, symbols, timeframe, start, end, starting_equity, parameters) -> BacktestRequest:
+def request_check(*, symbols, timeframe, start, end, starting_equity, parameters, source=DB,
+                  market="") -> BacktestRequest:
     """Return the checked request, or raise BacktestRefused naming every bad field; nothing is written."""
     errors: dict[str, str] = {}
     instruments = instruments_find(symbols, errors)
     start, end = range_check(timeframe, start, end, errors)
     equity = equity_check(starting_equity, errors)
+    source, market = source_check(source, market, errors)
     config = None
     if timeframe in Timeframe.values:
         try:
             config = config_with(config_base(timeframe), parameters or {})
         except BacktestRefused as exc:
             errors.update(exc.errors)
-    if not errors:
-        candles_check(instruments, timeframe, start, end, config.history_bars, errors)
     if errors:
         raise BacktestRefused(errors)
     stored = parameters_json(config)
     overrides = {name: stored[name] for name in (parameters or {})}
-    return BacktestRequest(instruments, timeframe, start, end, equity, config, overrides)
+    request = BacktestRequest(instruments, timeframe, start, end, equity, config, overrides, source, market)
+    data_check(request, [config], errors)
+    if errors:
+        raise BacktestRefused(errors)
+    return request
 
 
 # Rows and the queue.
@@ -295,7 +345,8 @@ def run_create(request: BacktestRequest, *, kind: str, actor: str, now: datetime
         kind=kind, parent=parent, label=label[:64], requested_by=actor[:150], instrument=request.instruments[0],
         symbols=symbols, timeframe=request.timeframe, start=start, end=end,
         starting_equity_usdt=request.starting_equity,
-        parameters=parameters if parameters is not None else parameters_json(config or request.config),
+        parameters={**(parameters if parameters is not None else parameters_json(config or request.config)),
+                    **request.source_parameters()},
         code_version=code_version[:64], status=BacktestRun.Status.QUEUED,
         bars_total=bars_between(start, end, request.timeframe), created_at=now)
 
@@ -309,10 +360,10 @@ def enqueue_on_commit(task: str, run_ids: list[int]) -> None:
 
 
 def backtest_submit(*, symbols: list[str], timeframe: str, start, end, starting_equity: Decimal,
-                    parameters: dict | None, actor: str, now) -> BacktestRun:
+                    parameters: dict | None, actor: str, now, source: str = DB, market: str = "") -> BacktestRun:
     """Check the request, store it as a QUEUED run and queue it; raise BacktestRefused naming bad fields."""
     request = request_check(symbols=symbols, timeframe=timeframe, start=start, end=end,
-                            starting_equity=starting_equity, parameters=parameters)
+                            starting_equity=starting_equity, parameters=parameters, source=source, market=market)
     with transaction.atomic():
         run = run_create(request, kind=BacktestRun.Kind.RUN, actor=actor, now=now, code_version=git_commit(),
                          label=overrides_label(request.overrides))
@@ -374,10 +425,12 @@ def run_instruments(run: BacktestRun) -> list[Instrument]:
 
 
 def pipeline_run(run: BacktestRun, config: TradingConfig, progress: Callable[[int, int], None]) -> BacktestRun:
-    """Run the live pipeline over the run's stored candles with `config` and store the results on `run`."""
+    """Run the live pipeline over the run's source (stored candles or CSV files) with `config`; store the results."""
+    stored = run.parameters or {}
+    loader = csv_source.csv_loader(market=stored.get("market") or None) if stored.get("source") == CSV else None
     return runs.backtest_start(timeframe=run.timeframe, start=run.start, end=run.end,
                                starting_equity=run.starting_equity_usdt, instruments=run_instruments(run),
-                               config=config, run=run, progress=progress)
+                               config=config, run=run, progress=progress, loader=loader)
 
 
 def run_into(run: BacktestRun) -> BacktestRun:

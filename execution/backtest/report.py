@@ -238,7 +238,8 @@ def parameter_rows(run: BacktestRun) -> list[tuple[str, str]]:
     if run.kind not in (BacktestRun.Kind.WALK_FORWARD, BacktestRun.Kind.SWEEP):
         return [(name, _shown(value)) for name, value in sorted(params.items())]
     plan = [(f"grid: {name}", " | ".join(map(str, values))) for name, values in params.get("grid", {}).items()]
-    plan += [(key, str(params[key])) for key in ("objective", "metric", "train_days", "test_days") if key in params]
+    plan += [(key, str(params[key])) for key in ("objective", "metric", "train_days", "test_days", "source", "market")
+             if key in params]
     return plan + [(name, _shown(value)) for name, value in sorted(params.get("base", {}).items())]
 
 

@@ -128,15 +128,16 @@ def grid_json(points: list[tuple[dict, TradingConfig]]) -> dict[str, list]:
 
 
 def sweep_submit(*, symbols: list[str], timeframe: str, start, end, starting_equity: Decimal,
-                 parameters: dict | None, grid: dict, metric: str, actor: str, now: datetime) -> BacktestRun:
+                 parameters: dict | None, grid: dict, metric: str, actor: str, now: datetime,
+                 source: str = jobs.DB, market: str = "") -> BacktestRun:
     """Check the sweep, store it with one QUEUED point per combination and queue the points."""
     errors: dict[str, str] = {}
     metric_check(metric, "metric", errors)
     request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
-                                      starting_equity=starting_equity, parameters=parameters)
+                                      starting_equity=starting_equity, parameters=parameters, source=source,
+                                      market=market)
     points = grid_check(request.config, grid, max_points=MAX_POINTS)
-    jobs.candles_check(request.instruments, timeframe, request.start, request.end,
-                       max(config.history_bars for _, config in points), errors)
+    jobs.data_check(request, (config for _, config in points), errors)
     if errors:
         raise BacktestRefused(errors)
     plan = {"base": jobs.parameters_json(request.config), "grid": grid_json(points), "metric": metric}

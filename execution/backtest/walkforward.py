@@ -82,14 +82,15 @@ def span_ms(days, timeframe: str, field: str, errors: dict) -> int | None:
 
 def walkforward_submit(*, symbols: list[str], timeframe: str, start, end, starting_equity: Decimal,
                        parameters: dict | None, grid: dict, train_days, test_days, objective: str, actor: str,
-                       now: datetime) -> BacktestRun:
+                       now: datetime, source: str = jobs.DB, market: str = "") -> BacktestRun:
     """Check the walk-forward, store it with its folds and their in-sample candidates, and queue the folds."""
     errors: dict[str, str] = {}
     sweeps.metric_check(objective, "objective", errors)
     train_ms = span_ms(train_days, timeframe, "train_days", errors)
     test_ms = span_ms(test_days, timeframe, "test_days", errors)
     request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
-                                      starting_equity=starting_equity, parameters=parameters)
+                                      starting_equity=starting_equity, parameters=parameters, source=source,
+                                      market=market)
     points = sweeps.grid_check(request.config, grid, max_points=MAX_CANDIDATES)
     windows = fold_windows(_ms(request.start), _ms(request.end), train_ms=train_ms, test_ms=test_ms,
                            step_ms=timeframe_ms(timeframe))
@@ -99,8 +100,7 @@ def walkforward_submit(*, symbols: list[str], timeframe: str, start, end, starti
     elif len(windows) > MAX_FOLDS:
         errors["test_days"] = f"{len(windows)} folds; at most {MAX_FOLDS}: lengthen the test window"
     else:
-        jobs.candles_check(request.instruments, timeframe, request.start, request.end,
-                           max(config.history_bars for _, config in points), errors)
+        jobs.data_check(request, (config for _, config in points), errors)
     if errors:
         raise BacktestRefused(errors)
     plan = {"base": jobs.parameters_json(request.config), "grid": sweeps.grid_json(points), "objective": objective,

@@ -107,7 +107,7 @@ def test_csv_run_over_two_real_days_equals_the_run_over_the_same_candles_importe
     csv_run, db_run = BacktestRun.objects.order_by("pk")
     assert f"] {BARS}/{BARS} bars" in csv_out and f"backtest {csv_run.pk}:" in csv_out
     assert f"funding rates from {FUNDING_FILE}" in csv_out and f"backtest {db_run.pk}:" in db_out
-    assert csv_run.parameters.pop("source") == "csv"
+    assert csv_run.parameters.pop("source") == "csv" and csv_run.parameters.pop("market") == "spot"
     assert csv_run.parameters.pop("source_files") == [*FILES, FUNDING_FILE]
     for name in ("status", "instrument_id", "symbols", "timeframe", "start", "end", "starting_equity_usdt",
                  "parameters", "code_version", "bars_total", "bars_done", "trades", "equity", "metrics",
