@@ -303,8 +303,12 @@ def request_check_with(errors: dict[str, str], **request) -> BacktestRequest:
 
 
 def request_check(*, symbols, timeframe, start, end, starting_equity, parameters, source=DB,
-                  market="") -> BacktestRequest:
-    """Return the checked request, or raise BacktestRefused naming every bad field; nothing is written."""
+                  market="", data: bool = True) -> BacktestRequest:
+    """Return the checked request, or raise BacktestRefused naming every bad field; nothing is written.
+
+    `data=False` leaves out the check of the source's bars (`data_check`): a sweep or walk-forward
+    checks them once for all its grid's configurations instead.
+    """
     errors: dict[str, str] = {}
     instruments = instruments_find(symbols, errors)
     start, end = range_check(timeframe, start, end, errors)
@@ -321,7 +325,8 @@ def request_check(*, symbols, timeframe, start, end, starting_equity, parameters
     stored = parameters_json(config)
     overrides = {name: stored[name] for name in (parameters or {})}
     request = BacktestRequest(instruments, timeframe, start, end, equity, config, overrides, source, market)
-    data_check(request, [config], errors)
+    if data:
+        data_check(request, [config], errors)
     if errors:
         raise BacktestRefused(errors)
     return request

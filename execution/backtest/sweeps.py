@@ -135,7 +135,7 @@ def sweep_submit(*, symbols: list[str], timeframe: str, start, end, starting_equ
     metric_check(metric, "metric", errors)
     request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
                                       starting_equity=starting_equity, parameters=parameters, source=source,
-                                      market=market)
+                                      market=market, data=False)
     points = grid_check(request.config, grid, max_points=MAX_POINTS)
     jobs.data_check(request, (config for _, config in points), errors)
     if errors:

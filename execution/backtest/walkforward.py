@@ -90,7 +90,7 @@ def walkforward_submit(*, symbols: list[str], timeframe: str, start, end, starti
     test_ms = span_ms(test_days, timeframe, "test_days", errors)
     request = jobs.request_check_with(errors, symbols=symbols, timeframe=timeframe, start=start, end=end,
                                       starting_equity=starting_equity, parameters=parameters, source=source,
-                                      market=market)
+                                      market=market, data=False)
     points = sweeps.grid_check(request.config, grid, max_points=MAX_CANDIDATES)
     windows = fold_windows(_ms(request.start), _ms(request.end), train_ms=train_ms, test_ms=test_ms,
                            step_ms=timeframe_ms(timeframe))
