@@ -1,10 +1,10 @@
 """Backtests as jobs: a request is checked, stored QUEUED and run by a django-q2 worker with live progress.
 
 `backtest_submit` checks everything before anything is written (known symbols, the timeframe, an
-aware range on the bar grid with the bars and warm-up in its source: the stored candles, or the
-recorded CSV files read the way `manage.py backtest --source csv` reads them, a positive equity, parameters that
-are admin-editable trading-configuration fields, each validated by its model field and the
-configuration's own `clean()`), stores a QUEUED `BacktestRun` holding the whole configuration it
+aware range on the bar grid whose bars and warm-up its source holds: the stored candles, or the
+recorded CSV files read as `manage.py backtest --source csv` reads them; a positive equity;
+parameters that are admin-editable trading-configuration fields, each validated by its model field
+and the configuration's own `clean()`), stores a QUEUED `BacktestRun` holding the whole configuration it
 will use, and queues `execution.tasks_backtest.backtest_execute` once that commits. The worker
 claims the row (QUEUED -> RUNNING, once), runs the live pipeline into it, writes `bars_done` at most
 every 1 % with a "backtest" live event each time, and ends DONE or FAILED with the error.
