@@ -2,11 +2,13 @@
 
 Accounts are shown without their exchange keys: the encrypted key columns are never listed.
 """
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from dashboard.api.fields import DecimalText
 from dashboard.api.serializers_market import ApiModelSerializer
 from decisions.models import Decision
+from execution.backtest.metrics import drawdown_points
 from execution.models import Account, BacktestRun, Fill, Order, Position
 
 
@@ -128,8 +130,16 @@ class BacktestSerializer(ApiModelSerializer):
 
 
 class BacktestDetailSerializer(BacktestSerializer):
+    drawdown = serializers.SerializerMethodField(
+        help_text='[[ts_ms, "fraction"], ...]: each equity point\'s fall below the running peak (the starting '
+                  'equity counts), derived from the stored equity')
+
     class Meta(BacktestSerializer.Meta):
-        fields = BacktestSerializer.Meta.fields + ("parameters", "trades", "equity")
+        fields = BacktestSerializer.Meta.fields + ("parameters", "trades", "equity", "drawdown")
+
+    @extend_schema_field(serializers.ListField(child=serializers.ListField()))
+    def get_drawdown(self, run: BacktestRun) -> list[list]:
+        return drawdown_points(run.starting_equity_usdt, run.equity or [])
 
 
 class BacktestStartSerializer(serializers.Serializer):

@@ -162,6 +162,21 @@ def drawdown_series(equity: Sequence[Decimal] | np.ndarray) -> tuple[np.ndarray,
     return drawdown, peak
 
 
+def drawdown_points(starting_equity: Decimal, equity: Sequence[Sequence]) -> list[list]:
+    """Return a stored equity curve's drawdown: [[ts_ms, fraction below the running peak as text], ...].
+
+    `equity` is `BacktestRun.equity` ([[ts_ms, "equity"], ...]); the starting equity is the first
+    peak. Exact in Decimal, to 1e-8 (0 at a peak), the series the report draws in floats.
+    """
+    points, peak = [], Decimal(starting_equity)
+    for ts, value in equity:
+        value = Decimal(str(value))
+        peak = max(peak, value)
+        fraction = (peak - value) / peak if peak > 0 else ZERO
+        points.append([int(ts), format(fraction.quantize(Decimal("0.00000001")), "f")])
+    return points
+
+
 def max_drawdown_usdt(equity: Sequence[Decimal]) -> Decimal:
     """Return the largest fall from a running peak, exact in USDT."""
     peak, deepest = None, ZERO

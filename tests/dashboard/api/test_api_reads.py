@@ -172,6 +172,19 @@ def test_backtest_list_has_metrics_and_detail_has_trades_and_equity(world, viewe
     assert "trades" not in listed and "equity" not in listed
     assert detail["trades"] == [{"entry": "65000", "exit": "65500", "r": 1.2}]
     assert detail["equity"] == [[1709294400000, "10000"]]
+    assert detail["drawdown"] == [[1709294400000, "0.00000000"]]
+
+
+def test_backtest_detail_drawdown_is_each_points_fall_below_the_running_peak(world, viewer_api):
+    run = world.backtest
+    # From 10000: up to 10400 (a peak), down to 9880 (520 below it), back up to 10140, a new peak 10500.
+    run.equity = [[1000, "10400"], [2000, "9880"], [3000, "10140"], [4000, "10500"]]
+    run.save(update_fields=["equity"])
+
+    detail = viewer_api.get(f"/api/backtests/{run.pk}/").json()
+
+    # 520 / 10400 = 0.05, 260 / 10400 = 0.025
+    assert detail["drawdown"] == [[1000, "0.00000000"], [2000, "0.05000000"], [3000, "0.02500000"], [4000, "0.00000000"]]
 
 
 def test_market_and_analytics_lists_filter_by_symbol(world, viewer_api):

@@ -16,6 +16,7 @@ from execution.backtest.metrics import (
     buy_and_hold_return,
     cagr,
     daily_returns,
+    drawdown_points,
     drawdown_series,
     exposure_fraction,
     max_drawdown_duration_ms,
@@ -402,6 +403,18 @@ def test_drawdown_series_any_curve_in_unit_interval_and_zero_at_peaks(equity):
     for i, value in enumerate(equity):
         if all(value >= earlier for earlier in equity[:i]):
             assert drawdown[i] == 0
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.decimals(min_value=1, max_value=10**6, places=2), equities)
+def test_drawdown_points_are_the_drawn_series_from_the_starting_equity_to_1e_8(start, equity):
+    stored = [[1000 * i, str(value)] for i, value in enumerate(equity)]
+
+    points = drawdown_points(start, stored)
+
+    drawn, _ = drawdown_series([start, *equity])
+    assert [ts for ts, _ in points] == [ts for ts, _ in stored]
+    assert all(abs(D(text) - D(repr(float(f)))) <= D("0.00000001") for (_, text), f in zip(points, drawn[1:]))
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
