@@ -194,7 +194,7 @@ def test_ema_cross_positions_nan_close_raises():
 # whole-unit orders are never refused. Its next() starts at bar 1, where ema_cross_positions is still 0.
 @pytest.mark.filterwarnings("ignore:Some trades remain open", "ignore:DatetimeIndex.dayofweek is deprecated")
 def test_backtest_signal_matches_backtesting_py_on_real_minutes():
-    backtesting = pytest.importorskip("backtesting")
+    import backtesting  # requirements-dev.txt: the comparison runs in every test run, never skipped
     numbers = parse_candles((Path(settings.MARKET_DATA_DIR) / USDM_10_DAYS).read_bytes(), USDM_10_DAYS, "1m").numbers
     frame = pd.DataFrame({k.title(): numbers[k].to_numpy() for k in ("open", "high", "low", "close")},
                          index=pd.to_datetime(numbers["open_time_ms"].to_numpy(), unit="ms"))
